@@ -1,0 +1,90 @@
+import { open, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { describePartition } from './partition.js';
+import { SlotError } from './slot-error.js';
+
+// The lib settings (ES2023, no DOM) leave out WebAssembly's types; Node has the global.
+declare const WebAssembly: { Memory: new (descriptor: { initial: number }) => { buffer: ArrayBuffer } };
+
+/** One read; a multiple of any logical block size (512 or 4096). */
+const CHUNK = 1 << 20;
+/** O_DIRECT wants lengths in whole logical blocks; a page covers both usual sizes. */
+const ALIGN = 4096;
+
+export interface ReadBack {
+  sha256: string;
+  /** true when the bytes came from the medium through O_DIRECT, false for the buffered fallback. */
+  direct: boolean;
+}
+
+/** sha256 (hex) of the first `length` bytes of a slot partition, read from the medium. */
+export async function hashPartition(path: string, length: number): Promise<string> {
+  return (await readBackHash(path, length)).sha256;
+}
+
+/**
+ * Reads the first `length` bytes of a partition and hashes them, in constant memory.
+ *
+ * A block device is read with O_DIRECT into a `WebAssembly.Memory` buffer (page aligned, which
+ * O_DIRECT requires), so the bytes come from the medium and not from the page cache that the
+ * write just filled. A regular file (the simulator's slots) is tried with O_DIRECT too; where the
+ * filesystem refuses it (EINVAL, as older tmpfs does) it is read buffered: Node has no
+ * posix_fadvise(DONTNEED) to drop the cache, and for a file there is no separate medium under the
+ * simulated one, so the buffered read is the documented fallback. A block device that refuses
+ * O_DIRECT is an error, never a silent fallback.
+ */
+export async function readBackHash(path: string, length: number): Promise<ReadBack> {
+  const partition = await describePartition(path);
+  if (!Number.isSafeInteger(length) || length < 0) throw new SlotError('io', path, `cannot read back ${length} bytes`);
+  if (length > partition.size) {
+    throw new SlotError('tooLarge', path, `cannot read back ${length} bytes from a partition of ${partition.size} bytes`);
+  }
+  const { fh, direct } = await openForReadBack(path, partition.kind === 'block');
+  try {
+    return { sha256: await hashPrefix(fh, path, length, direct), direct };
+  } finally {
+    await fh.close();
+  }
+}
+
+async function openForReadBack(path: string, mustBeDirect: boolean): Promise<{ fh: FileHandle; direct: boolean }> {
+  try {
+    return { fh: await open(path, constants.O_RDONLY | constants.O_DIRECT), direct: true };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' || mustBeDirect) throw new SlotError('io', path, `cannot open for read-back with O_DIRECT (${(err as Error).message})`);
+  }
+  try {
+    return { fh: await open(path, constants.O_RDONLY), direct: false };
+  } catch (err) {
+    throw new SlotError('io', path, `cannot open for read-back (${(err as Error).message})`);
+  }
+}
+
+async function hashPrefix(fh: FileHandle, path: string, length: number, direct: boolean): Promise<string> {
+  const hash = createHash('sha256');
+  // WebAssembly memory is allocated by mmap, so its first byte is page aligned.
+  const memory = new WebAssembly.Memory({ initial: CHUNK / 65536 });
+  const buffer = Buffer.from(memory.buffer, 0, CHUNK);
+  let position = 0;
+  while (position < length) {
+    const wanted = Math.min(CHUNK, length - position);
+    const request = direct ? Math.ceil(wanted / ALIGN) * ALIGN : wanted;
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await fh.read(buffer, 0, request, position));
+    } catch (err) {
+      throw new SlotError('io', path, `read-back failed at offset ${position} (${(err as Error).message})`);
+    }
+    if (bytesRead === 0) throw new SlotError('shortRead', path, `read-back ended at offset ${position}, expected ${length} bytes`);
+    const used = Math.min(bytesRead, wanted);
+    hash.update(buffer.subarray(0, used));
+    position += used;
+    // A short O_DIRECT read ends on a block boundary; carrying on from an unaligned position would fail.
+    if (direct && used < wanted && position % ALIGN !== 0) {
+      throw new SlotError('shortRead', path, `read-back stopped at unaligned offset ${position}, expected ${length} bytes`);
+    }
+  }
+  return hash.digest('hex');
+}
