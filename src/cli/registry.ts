@@ -1,7 +1,12 @@
 import type { Command } from './command.js';
+import { daemonCommand } from './daemon.js';
+import { statusCommand } from './status.js';
 
 /**
  * Every subcommand, one module each. Add a command by importing its module here.
  * (Kept apart from main.ts so that the list is the one place that changes.)
  */
-export const commands: Command[] = [];
+export const commands: Command[] = [
+  daemonCommand,
+  statusCommand,
+];
