@@ -15,3 +15,4 @@ export {
 } from './verifier.js';
 export type { BundleManifest, ChunkInfo, Compression, PayloadInfo } from './manifest.js';
 export { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_MANIFEST_LENGTH, MIN_CHUNK_SIZE } from './format.js';
+export { verifyBundleFile } from './verify-file.js';

@@ -1,7 +1,18 @@
 import type { Command } from './command.js';
+import { bundleCreate } from './bundle-create.js';
+import { bundleInfo } from './bundle-info.js';
+import { bundleKeygen } from './bundle-keygen.js';
+import { bundleSign } from './bundle-sign.js';
+import { bundleVerify } from './bundle-verify.js';
 
 /**
  * Every subcommand, one module each. Add a command by importing its module here.
  * (Kept apart from main.ts so that the list is the one place that changes.)
  */
-export const commands: Command[] = [];
+export const commands: Command[] = [
+  bundleKeygen,
+  bundleCreate,
+  bundleSign,
+  bundleVerify,
+  bundleInfo,
+];
