@@ -36,7 +36,8 @@ export function loadPrivateKey(pem: string | Buffer, source = 'private key'): Ke
   try {
     key = createPrivateKey(pem);
   } catch (err) {
-    const why = /passphrase/i.test((err as Error).message) ? 'it is encrypted (piota needs an unencrypted PKCS#8 key)' : 'it is not a PEM private key';
+    const encrypted = (err as NodeJS.ErrnoException).code === 'ERR_MISSING_PASSPHRASE' || /ENCRYPTED/.test(pem.toString());
+    const why = encrypted ? 'it is encrypted (piota needs an unencrypted PKCS#8 key)' : 'it is not a PEM private key';
     throw new BundleError('badKey', `${source}: ${why}`);
   }
   if (key.asymmetricKeyType !== 'ed25519') {
