@@ -1,6 +1,11 @@
 import type { Command } from './command.js';
 import { daemonCommand } from './daemon.js';
 import { statusCommand } from './status.js';
+import { bundleCreate } from './bundle-create.js';
+import { bundleInfo } from './bundle-info.js';
+import { bundleKeygen } from './bundle-keygen.js';
+import { bundleSign } from './bundle-sign.js';
+import { bundleVerify } from './bundle-verify.js';
 
 /**
  * Every subcommand, one module each. Add a command by importing its module here.
@@ -9,4 +14,9 @@ import { statusCommand } from './status.js';
 export const commands: Command[] = [
   daemonCommand,
   statusCommand,
+  bundleKeygen,
+  bundleCreate,
+  bundleSign,
+  bundleVerify,
+  bundleInfo,
 ];
