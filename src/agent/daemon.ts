@@ -76,9 +76,10 @@ async function startHoldingLock(config: DaemonConfig, logger: Logger, agentVersi
   let hubReachedResolve!: () => void;
   const hubReached = new Promise<void>((r) => (hubReachedResolve = r));
 
-  let link!: HubLink;
+  // The link is made below (its method handlers need the runner, which needs this sync).
+  const hub: { link?: HubLink } = {};
   const sync = new ReportedSync(
-    { get connected() { return link.connected; }, updateReported: (p, t) => link.updateReported(p, t) },
+    { get connected() { return hub.link?.connected ?? false; }, updateReported: (p, t) => hub.link!.updateReported(p, t) },
     () =>
       reportedProperties(state, {
         agentVersion,
@@ -122,7 +123,7 @@ async function startHoldingLock(config: DaemonConfig, logger: Logger, agentVersi
     },
   });
 
-  link = new HubLink({
+  const link = new HubLink({
     connectionString,
     ca: hubCa,
     logger,
@@ -134,6 +135,7 @@ async function startHoldingLock(config: DaemonConfig, logger: Logger, agentVersi
     waitForPlausibleClock: () => waitForPlausibleClock(state.newestTimestamp, logger),
   });
 
+  hub.link = link;
   await notifyReady().catch((err: Error) => logger.warn({ err: err.message }, 'could not notify systemd'));
   const stopWatchdog = startWatchdogPings();
   link.start();
