@@ -6,6 +6,8 @@ import { bundleInfo } from './bundle-info.js';
 import { bundleKeygen } from './bundle-keygen.js';
 import { bundleSign } from './bundle-sign.js';
 import { bundleVerify } from './bundle-verify.js';
+import { hubStartCommand } from './hub-start.js';
+import { hubDeviceAddCommand } from './hub-device-add.js';
 
 /**
  * Every subcommand, one module each. Add a command by importing its module here.
@@ -19,4 +21,6 @@ export const commands: Command[] = [
   bundleSign,
   bundleVerify,
   bundleInfo,
+  hubStartCommand,
+  hubDeviceAddCommand,
 ];
