@@ -8,6 +8,7 @@ import { bundleSign } from './bundle-sign.js';
 import { bundleVerify } from './bundle-verify.js';
 import { hubStartCommand } from './hub-start.js';
 import { hubDeviceAddCommand } from './hub-device-add.js';
+import { simulateCommand, simulateRebootCommand } from './simulate.js';
 
 /**
  * Every subcommand, one module each. Add a command by importing its module here.
@@ -23,4 +24,6 @@ export const commands: Command[] = [
   bundleInfo,
   hubStartCommand,
   hubDeviceAddCommand,
+  simulateCommand,
+  simulateRebootCommand,
 ];
