@@ -188,7 +188,7 @@ export async function createBundle(options: CreateBundleOptions): Promise<Create
   }
 
   const tmp = join(dirname(options.out), `.${basename(options.out)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const out = await open(tmp, 'wx', 0o644);
+  const out = await open(tmp, 'wx', 0o644).catch((err: NodeJS.ErrnoException) => invalid(`cannot create ${options.out} (${err.code ?? err.message})`));
   try {
     let offset = MANIFEST_OFFSET + reserved;
     const payloads: StoredPayload[] = [];
