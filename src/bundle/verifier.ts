@@ -1,7 +1,7 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
-import { ByteReader } from './byte-reader.js';
+import { ByteReader, type ByteStream } from './byte-reader.js';
 import { BundleError } from './errors.js';
 import {
   MAGIC,
@@ -46,9 +46,9 @@ export interface VerifiedHeader {
   keyId: string;
   /**
    * The source's bytes after the header (starts at chunk 0). Consume it with verifyChunks, or
-   * close it (`rest.return()`) to release the source.
+   * call `rest.return()` to release the source (an HTTP response, a file).
    */
-  rest: AsyncGenerator<Buffer>;
+  rest: ByteStream;
 }
 
 export interface VerifiedChunk {
@@ -193,9 +193,6 @@ export async function* verifyChunks(
   fromChunk = 0,
 ): AsyncGenerator<VerifiedChunk> {
   const { chunks, payloads } = header.manifest;
-  if (!Number.isSafeInteger(fromChunk) || fromChunk < 0 || fromChunk > chunks.length) {
-    throw new BundleError('invalidArgument', `fromChunk must be a chunk index from 0 to ${chunks.length}, got ${fromChunk}`);
-  }
   const compressionOf = new Map(payloads.map((p) => [p.name, p.compression]));
   const reader = new ByteReader(source);
   const readAhead = (index: number): Promise<Buffer> => {
@@ -205,6 +202,9 @@ export async function* verifyChunks(
   };
   let pending: Promise<Buffer> | undefined;
   try {
+    if (!Number.isSafeInteger(fromChunk) || fromChunk < 0 || fromChunk > chunks.length) {
+      throw new BundleError('invalidArgument', `fromChunk must be a chunk index from 0 to ${chunks.length}, got ${fromChunk}`);
+    }
     if (fromChunk === chunks.length) await refuseTrailingBytes(reader, header);
     pending = fromChunk < chunks.length ? readAhead(fromChunk) : undefined;
     for (let i = fromChunk; i < chunks.length; i++) {
