@@ -1,3 +1,8 @@
+/** A stream of bytes whose `return()` always releases its source. */
+export interface ByteStream extends AsyncIterableIterator<Buffer> {
+  return(): Promise<IteratorResult<Buffer, undefined>>;
+}
+
 /**
  * Reads exact byte counts from an async stream of arbitrary pieces (an HTTP response, a file
  * stream) without holding more than the caller asks for plus one piece.
@@ -52,22 +57,26 @@ export class ByteReader {
     return this.pending.length === 0 && !(await this.pull());
   }
 
-  /** The unread rest of the stream; closing it early closes the source. */
-  async *rest(): AsyncGenerator<Buffer> {
-    try {
-      if (this.pending.length > 0) {
-        const first = this.pending;
-        this.pending = Buffer.alloc(0);
-        yield first;
-      }
-      while (await this.pull()) {
+  /**
+   * The unread rest of the stream. Its `return()` closes the source even if it was never read
+   * (a plain async generator that has not started would skip its cleanup).
+   */
+  rest(): ByteStream {
+    const stream: ByteStream = {
+      next: async () => {
+        if (this.pending.length === 0 && !(await this.pull())) return { done: true, value: undefined };
         const piece = this.pending;
         this.pending = Buffer.alloc(0);
-        yield piece;
-      }
-    } finally {
-      await this.close();
-    }
+        this.position += piece.length;
+        return { done: false, value: piece };
+      },
+      return: async () => {
+        await this.close();
+        return { done: true, value: undefined };
+      },
+      [Symbol.asyncIterator]: () => stream,
+    };
+    return stream;
   }
 
   /** Stops reading: lets the source release its resources (closes a file, aborts a download). */

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { gzip } from 'node:zlib';
@@ -124,6 +125,12 @@ async function readFully(fh: FileHandle, buffer: Buffer, length: number, positio
   }
 }
 
+/**
+ * Chunks compressed at once on libuv's thread pool: chunks are independent, so compression uses
+ * several cores while the main thread reads and hashes. Bounds memory to this many chunks.
+ */
+const COMPRESS_AHEAD = Math.max(1, Math.min(4, availableParallelism()));
+
 /** Writes one payload's chunks from `offset` on; returns its manifest entry and where it ended. */
 async function writePayload(
   out: FileHandle,
@@ -133,27 +140,36 @@ async function writePayload(
   chunkSize: number,
 ): Promise<{ payload: StoredPayload; end: number }> {
   const input = await open(source.file, 'r');
+  const inFlight: { at: number; length: number; stored: Promise<Buffer> }[] = [];
   try {
-    const buffer = Buffer.allocUnsafe(Math.min(chunkSize, source.size));
     const imageHash = createHash('sha256');
     const chunks: StoredPayload['chunks'] = [];
-    for (let at = 0; at < source.size; at += chunkSize) {
-      const length = Math.min(chunkSize, source.size - at);
-      await readFully(input, buffer, length, at, source);
-      const image = buffer.subarray(0, length);
-      imageHash.update(image);
-      const stored = compression === 'gzip' ? await gzipAsync(image) : image;
+    const writeNext = async () => {
+      const { at, length, stored: pending } = inFlight.shift()!;
+      const stored = await pending;
       if (stored.length > maxStoredSize(length)) invalid(`payload ${source.name}: chunk at ${at} grew past the format's bound when compressed`);
       chunks.push({ storedSize: stored.length, sha256: createHash('sha256').update(stored).digest('hex') });
       await writeFully(out, stored, offset);
       offset += stored.length;
+    };
+    for (let at = 0; at < source.size; at += chunkSize) {
+      const length = Math.min(chunkSize, source.size - at);
+      const image = Buffer.allocUnsafe(length);
+      await readFully(input, image, length, at, source);
+      imageHash.update(image);
+      const stored = compression === 'gzip' ? gzipAsync(image) : Promise.resolve(image);
+      stored.catch(() => undefined); // awaited in order by writeNext; this only keeps an early failure from being "unhandled"
+      inFlight.push({ at, length, stored });
+      if (inFlight.length >= COMPRESS_AHEAD) await writeNext();
     }
+    while (inFlight.length > 0) await writeNext();
     if ((await input.stat()).size !== source.size) invalid(`payload ${source.name}: ${source.file} changed size while it was being read`);
     return {
       payload: { name: source.name, compression, imageSize: source.size, imageSha256: imageHash.digest('hex'), chunkSize, chunks },
       end: offset,
     };
   } finally {
+    await Promise.allSettled(inFlight.map((c) => c.stored));
     await input.close();
   }
 }
@@ -167,7 +183,7 @@ async function writeFully(fh: FileHandle, data: Buffer, position: number): Promi
 }
 
 /**
- * Streams the payload files into a new bundle, one chunk in memory at a time, so a 4 GiB image
+ * Streams the payload files into a new bundle, a few chunks in memory at a time, so a 4 GiB image
  * needs no more memory than a small one. Signs it when signing keys are given.
  */
 export async function createBundle(options: CreateBundleOptions): Promise<CreatedBundle> {
@@ -188,7 +204,7 @@ export async function createBundle(options: CreateBundleOptions): Promise<Create
   }
 
   const tmp = join(dirname(options.out), `.${basename(options.out)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const out = await open(tmp, 'wx', 0o644);
+  const out = await open(tmp, 'wx', 0o644).catch((err: NodeJS.ErrnoException) => invalid(`cannot create ${options.out} (${err.code ?? err.message})`));
   try {
     let offset = MANIFEST_OFFSET + reserved;
     const payloads: StoredPayload[] = [];

@@ -1,7 +1,7 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
-import { ByteReader } from './byte-reader.js';
+import { ByteReader, type ByteStream } from './byte-reader.js';
 import { BundleError } from './errors.js';
 import {
   MAGIC,
@@ -46,9 +46,9 @@ export interface VerifiedHeader {
   keyId: string;
   /**
    * The source's bytes after the header (starts at chunk 0). Consume it with verifyChunks, or
-   * close it (`rest.return()`) to release the source.
+   * call `rest.return()` to release the source (an HTTP response, a file).
    */
-  rest: AsyncGenerator<Buffer>;
+  rest: ByteStream;
 }
 
 export interface VerifiedChunk {
@@ -163,11 +163,29 @@ async function expand(stored: Buffer, chunk: ChunkInfo): Promise<Buffer> {
   return data;
 }
 
+/** Reads chunk `chunk`'s stored bytes and checks their hash (and, for the last chunk, that nothing follows). */
+async function readStoredChunk(reader: ByteReader, header: VerifiedHeader, chunk: ChunkInfo): Promise<Buffer> {
+  const stored = Buffer.allocUnsafe(chunk.storedSize);
+  const hash = createHash('sha256');
+  const got = await reader.fill(stored, (piece) => hash.update(piece));
+  const where = `chunk ${chunk.index} of ${chunk.payload} (bundle bytes ${chunk.bundleOffset}..${chunk.bundleOffset + chunk.storedSize})`;
+  if (got < chunk.storedSize) {
+    throw new BundleError('truncated', `the bundle ends at byte ${chunk.bundleOffset + got}, inside ${where}; the whole bundle is ${header.bundleSize} bytes`);
+  }
+  const digest = hash.digest('hex');
+  if (digest !== chunk.sha256) throw new BundleError('hashMismatch', `${where} has sha256 ${digest}, the signed manifest says ${chunk.sha256}`);
+  if (chunk.index === header.manifest.chunks.length - 1) await refuseTrailingBytes(reader, header);
+  return stored;
+}
+
 /**
  * Yields each chunk's expanded image bytes once that chunk's sha256 holds; fails at once on a bad
- * chunk (hashMismatch), a short stream (truncated) or bytes after the last chunk (malformed).
- * `source` starts at the bundle offset of chunk `fromChunk`, so a download can resume with an HTTP
- * Range request after a restart. At most one stored and one expanded chunk are held at a time.
+ * chunk (hashMismatch), a short stream (truncated) or bytes after the last chunk (malformed), having
+ * yielded every chunk before it. `source` starts at the bundle offset of chunk `fromChunk`, so a
+ * download can resume with an HTTP Range request after a restart.
+ *
+ * While the caller writes one chunk, the next one is already being read and hashed, so the download
+ * keeps flowing; at most two stored chunks and one expanded chunk are held at a time.
  */
 export async function* verifyChunks(
   header: VerifiedHeader,
@@ -175,37 +193,30 @@ export async function* verifyChunks(
   fromChunk = 0,
 ): AsyncGenerator<VerifiedChunk> {
   const { chunks, payloads } = header.manifest;
-  if (!Number.isSafeInteger(fromChunk) || fromChunk < 0 || fromChunk > chunks.length) {
-    throw new BundleError('invalidArgument', `fromChunk must be a chunk index from 0 to ${chunks.length}, got ${fromChunk}`);
-  }
   const compressionOf = new Map(payloads.map((p) => [p.name, p.compression]));
   const reader = new ByteReader(source);
+  const readAhead = (index: number): Promise<Buffer> => {
+    const next = readStoredChunk(reader, header, chunks[index]);
+    next.catch(() => undefined); // awaited in turn below; this keeps an early failure from counting as unhandled
+    return next;
+  };
+  let pending: Promise<Buffer> | undefined;
   try {
-    for (let i = fromChunk; i < chunks.length; i++) {
-      const chunk = chunks[i];
-      const stored = Buffer.allocUnsafe(chunk.storedSize);
-      const hash = createHash('sha256');
-      const got = await reader.fill(stored, (piece) => hash.update(piece));
-      if (got < chunk.storedSize) {
-        throw new BundleError(
-          'truncated',
-          `the bundle ends at byte ${chunk.bundleOffset + got}, inside chunk ${i} of ${chunk.payload} (bytes ${chunk.bundleOffset}..${chunk.bundleOffset + chunk.storedSize}); the whole bundle is ${header.bundleSize} bytes`,
-        );
-      }
-      const digest = hash.digest('hex');
-      if (digest !== chunk.sha256) {
-        throw new BundleError(
-          'hashMismatch',
-          `chunk ${i} of ${chunk.payload} (bundle bytes ${chunk.bundleOffset}..${chunk.bundleOffset + chunk.storedSize}) has sha256 ${digest}, the signed manifest says ${chunk.sha256}`,
-        );
-      }
-      const data = compressionOf.get(chunk.payload) === 'gzip' ? await expand(stored, chunk) : stored;
-      if (i === chunks.length - 1) await refuseTrailingBytes(reader, header);
-      yield { index: i, payload: chunk.payload, imageOffset: chunk.imageOffset, data };
+    if (!Number.isSafeInteger(fromChunk) || fromChunk < 0 || fromChunk > chunks.length) {
+      throw new BundleError('invalidArgument', `fromChunk must be a chunk index from 0 to ${chunks.length}, got ${fromChunk}`);
     }
     if (fromChunk === chunks.length) await refuseTrailingBytes(reader, header);
+    pending = fromChunk < chunks.length ? readAhead(fromChunk) : undefined;
+    for (let i = fromChunk; i < chunks.length; i++) {
+      const chunk = chunks[i];
+      const stored = await pending!;
+      pending = i + 1 < chunks.length ? readAhead(i + 1) : undefined;
+      const data = compressionOf.get(chunk.payload) === 'gzip' ? await expand(stored, chunk) : stored;
+      yield { index: i, payload: chunk.payload, imageOffset: chunk.imageOffset, data };
+    }
   } finally {
     await reader.close();
+    await pending?.catch(() => undefined);
   }
 }
 

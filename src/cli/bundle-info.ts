@@ -55,7 +55,7 @@ export const bundleInfo: Command = {
   async run(argv) {
     const { values, positionals } = parseCommandArgs(this, argv, { json: { type: 'boolean' } }, { min: 1, max: 1 });
     const file = positionals[0];
-    const header = await asCommandError(() => readBundleFileHeader(file));
+    const header = await asCommandError(() => readBundleFileHeader(file), file);
     process.stdout.write(values.json ? JSON.stringify(asJson(header), null, 2) + '\n' : asText(file, header));
     return 0;
   },

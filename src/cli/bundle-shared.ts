@@ -13,14 +13,17 @@ export async function readKeyFile(path: string, what: string): Promise<string> {
   }
 }
 
-/** Runs `work`, reporting a BundleError or a file error as one `piota: ...` line with exit 1. */
-export async function asCommandError<T>(work: () => Promise<T>): Promise<T> {
+/**
+ * Runs `work`, reporting a BundleError or a file error as one `piota: ...` line with exit 1;
+ * `file` (the bundle the command works on) prefixes bundle errors so the line names it.
+ */
+export async function asCommandError<T>(work: () => Promise<T>, file?: string): Promise<T> {
   try {
     return await work();
   } catch (err) {
-    if (err instanceof BundleError) throw new CommandError(err.message);
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code && (err as NodeJS.ErrnoException).path) throw new CommandError(`${(err as NodeJS.ErrnoException).path}: ${code}`);
+    if (err instanceof BundleError) throw new CommandError(file && err.code !== 'badKey' && !err.message.includes(file) ? `${file}: ${err.message}` : err.message);
+    const e = err as NodeJS.ErrnoException;
+    if (e.code && e.syscall) throw new CommandError(`cannot ${e.syscall} ${e.path ?? file ?? ''} (${e.code})`);
     throw err;
   }
 }

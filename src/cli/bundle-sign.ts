@@ -22,7 +22,7 @@ export const bundleSign: Command = {
     const { values, positionals } = parseCommandArgs(this, argv, { key: { type: 'string' } }, { min: 1, max: 1 });
     const keyPath = required(this, values, 'key');
     const file = positionals[0];
-    const signed = await asCommandError(async () => signBundle(file, await readKeyFile(keyPath, 'private key'), keyPath));
+    const signed = await asCommandError(async () => signBundle(file, await readKeyFile(keyPath, 'private key'), keyPath), file);
     const m = signed.manifest;
     process.stdout.write(
       `${signed.replaced ? 'replaced the signature of' : 'signed with'} key ${signed.keyId}: ${file}\n` +

@@ -44,7 +44,9 @@ export const bundleVerify: Command = {
       const payloads = m.payloads.map((p) => `${p.name} ${describeBytes(p.imageSize)}`).join(', ');
       process.stdout.write(
         `ok: ${file} version ${m.version} (security version ${m.securityVersion}), signed by trusted key ${header.keyId}, ` +
-          `${m.chunks.length} chunks verified; payloads: ${payloads}\n`,
+          `${m.chunks.length} chunks verified; payloads: ${payloads}` +
+          (values.model ? `; compatible with ${values.model}` : `; model not checked (compatible: ${m.compatible.join(', ')})`) +
+          '\n',
       );
       return 0;
     } catch (err) {

@@ -25,7 +25,7 @@ function flip(bytes: Buffer, at: number): Buffer {
 
 async function headerOf(bytes: Buffer) {
   const h = await readHeader(pieces(bytes), device(made.key));
-  await h.rest.return(undefined);
+  await h.rest.return();
   return h;
 }
 
@@ -40,7 +40,7 @@ describe('round trip', () => {
 
   it('describes the bundle: payloads, chunk offsets, sizes', async () => {
     const h = await readVerifiedHeader(createReadStream(made.file), device(made.key));
-    await h.rest.return(undefined);
+    await h.rest.return();
     const m = h.manifest;
     expect(h.keyId).toBe(made.key.keyId);
     expect(h.bundleSize).toBe(made.bytes.length);
@@ -64,7 +64,7 @@ describe('round trip', () => {
     expect(error).toBeUndefined();
     expect(reassemble(chunks, 'rootfs', rootfs.length).equals(rootfs)).toBe(true);
     const h = await readHeader(pieces(plain.bytes), device(plain.key));
-    await h.rest.return(undefined);
+    await h.rest.return();
     expect(h.manifest.payloads[0]).toMatchObject({ compression: 'none', storedSize: rootfs.length });
     const gz = await headerOf(made.bytes);
     expect(gz.manifest.payloads[0].storedSize).toBeLessThan(rootfs.length * 0.8);
@@ -182,11 +182,11 @@ describe('trust', () => {
     const both = await makeBundle(ws, 'rotation', { rootfs }, { signingKeys: [oldKey.privateKeyPem, newKey.privateKeyPem] });
     for (const key of [oldKey, newKey]) {
       const h = await readHeader(pieces(both.bytes), device(key));
-      await h.rest.return(undefined);
+      await h.rest.return();
       expect(h.keyId).toBe(key.keyId);
     }
     const both2 = await readHeader(pieces(both.bytes), { ...device(oldKey), trustedKeys: [generateKeyPair().publicKeyPem, newKey.publicKeyPem] });
-    await both2.rest.return(undefined);
+    await both2.rest.return();
     expect(both2.keyId).toBe(newKey.keyId);
     expect((await verifyAll(both.bytes, device(generateKeyPair()))).error?.code).toBe('untrustedKey');
     // The old key's signature broken, the new one intact: a device trusting both still accepts.
@@ -245,11 +245,20 @@ describe('resuming', () => {
     await expect(verifyChunks(h, pieces(made.bytes), 99).next()).rejects.toMatchObject({ code: 'invalidArgument' });
   });
 
-  it('stopping early closes the source', async () => {
-    const h = await readVerifiedHeader(createReadStream(made.file), device(made.key));
+  it('stopping early closes the source; so does closing an unread rest', async () => {
+    const whole = createReadStream(made.file);
+    const h = await readVerifiedHeader(whole, device(made.key));
     const stream = createReadStream(made.file, { start: h.headerLength });
     for await (const c of verifyChunks(h, stream)) if (c.index === 1) break;
-    await h.rest.return(undefined);
     expect(stream.destroyed).toBe(true);
+    expect(whole.destroyed).toBe(false);
+    await h.rest.return();
+    expect(whole.destroyed).toBe(true);
+  });
+
+  it('a refused header closes the source', async () => {
+    const whole = createReadStream(made.file);
+    await expect(readVerifiedHeader(whole, device(generateKeyPair()))).rejects.toMatchObject({ code: 'untrustedKey' });
+    expect(whole.destroyed).toBe(true);
   });
 });
