@@ -69,6 +69,8 @@ fi
 # (licences stay). Halves the installed size.
 find "$lib/node_modules" -type f \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' \
   -o -name '*.ts' -o -iname '*.md' \) ! -iname 'licen[cs]e*' -delete
+rm -rf "$lib/node_modules/@types"
+find "$lib/node_modules" -type d -empty -delete
 
 ln -s ../lib/piota/bin/piota.js "$root/usr/bin/piota"
 cp systemd/piota.service "$root/usr/lib/systemd/system/piota.service"
