@@ -9,6 +9,7 @@ import { bundleVerify } from './bundle-verify.js';
 import { hubStartCommand } from './hub-start.js';
 import { hubDeviceAddCommand } from './hub-device-add.js';
 import { simulateCommand, simulateRebootCommand } from './simulate.js';
+import { triggerCommand } from './trigger.js';
 
 /**
  * Every subcommand, one module each. Add a command by importing its module here.
@@ -26,4 +27,5 @@ export const commands: Command[] = [
   hubDeviceAddCommand,
   simulateCommand,
   simulateRebootCommand,
+  triggerCommand,
 ];
