@@ -55,6 +55,11 @@ async function waiting(): Promise<PhaseOutcome> {
 
 async function downloading(ctx: PhaseContext): Promise<PhaseOutcome> {
   const { attempts, firstDelayMs, maxDelayMs } = ctx.downloadRetries;
+  // From the first byte on, the target slot no longer holds what its record says.
+  if (ctx.state.slots[ctx.update.targetSlot] !== null) {
+    ctx.state.slots[ctx.update.targetSlot] = null;
+    await ctx.save();
+  }
   for (let attempt = 1; ; attempt++) {
     try {
       await downloadToSlot(ctx.update, {
@@ -98,6 +103,15 @@ async function verifying(ctx: PhaseContext): Promise<PhaseOutcome> {
       throw new UpdateFailure('readbackMismatch', `${path} reads back with sha256 ${actual}, but the ${p.name} image has ${p.imageSha256}`);
     }
   }
+  // The slot now holds this version (committed or not): its record says so, and the version reported
+  // while the slot runs its trial is the new one.
+  const main = bundle.payloads.find((p) => p.name === 'rootfs') ?? bundle.payloads[0];
+  ctx.state.slots[ctx.update.targetSlot] = {
+    version: bundle.version,
+    sha256: main.imageSha256,
+    securityVersion: bundle.securityVersion,
+    installedAt: new Date().toISOString(),
+  };
   return { event: 'verified' };
 }
 
@@ -139,16 +153,7 @@ async function trial(ctx: PhaseContext): Promise<PhaseOutcome> {
 }
 
 async function committing(ctx: PhaseContext): Promise<PhaseOutcome> {
-  const u = ctx.update;
-  const bundle = u.bundle!;
-  await ctx.boot.commit(u.targetSlot);
-  const main = bundle.payloads.find((p) => p.name === 'rootfs') ?? bundle.payloads[0];
-  ctx.state.slots[u.targetSlot] = {
-    version: bundle.version,
-    sha256: main.imageSha256,
-    securityVersion: bundle.securityVersion,
-    installedAt: new Date().toISOString(),
-  };
+  await ctx.boot.commit(ctx.update.targetSlot);
   return { event: 'committed' };
 }
 
