@@ -120,15 +120,23 @@ async function verifying(ctx: PhaseContext): Promise<PhaseOutcome> {
  * happened; which slot came up says how it went.
  */
 async function rebooting(ctx: PhaseContext): Promise<PhaseOutcome> {
-  const { targetSlot, fromSlot } = ctx.update;
+  const { targetSlot } = ctx.update;
   if (!ctx.resumed) {
     await ctx.flushReports(5000);
     await ctx.boot.startTrial(targetSlot);
     await sleep(ctx.rebootTimeoutMs, ctx.signal);
     throw new UpdateFailure('rebootFailed', `the trial reboot into slot ${targetSlot} was requested but did not happen within ${ctx.rebootTimeoutMs / 1000} s`);
   }
-  const booted = await ctx.boot.bootedSlot();
-  if (booted === targetSlot) return { event: 'bootedTrial' };
+  return (await fellBack(ctx)) ?? { event: 'bootedTrial' };
+}
+
+/**
+ * Found at start-up in a phase that runs on the new slot, but the board came up on the old one:
+ * the trial hung, was reset, or lost power, and the firmware fell back.
+ */
+async function fellBack(ctx: PhaseContext): Promise<PhaseOutcome | undefined> {
+  const { targetSlot, fromSlot } = ctx.update;
+  if (!ctx.resumed || (await ctx.boot.bootedSlot()) === targetSlot) return undefined;
   return {
     event: 'fellBack',
     error: { code: 'trialFailed', message: `the trial boot of slot ${targetSlot} did not come up healthy; the board is back on slot ${fromSlot}` },
@@ -138,6 +146,8 @@ async function rebooting(ctx: PhaseContext): Promise<PhaseOutcome> {
 /** Healthy = the daemon started in the new slot, recovered its state and reached the hub in time. */
 async function trial(ctx: PhaseContext): Promise<PhaseOutcome> {
   const u = ctx.update;
+  const fell = await fellBack(ctx);
+  if (fell) return fell;
   if (u.trialStartedAt === null) {
     u.trialStartedAt = Date.now();
     await ctx.save();
@@ -153,6 +163,8 @@ async function trial(ctx: PhaseContext): Promise<PhaseOutcome> {
 }
 
 async function committing(ctx: PhaseContext): Promise<PhaseOutcome> {
+  const fell = await fellBack(ctx);
+  if (fell) return fell;
   await ctx.boot.commit(ctx.update.targetSlot);
   return { event: 'committed' };
 }
