@@ -119,15 +119,26 @@ export class HubCore extends EventEmitter {
 
   // --- twins ----------------------------------------------------------------------------------
 
-  private async existing(deviceId: string): Promise<DeviceRecord> {
-    const record = await this.store.find(deviceId);
+  /** Loads the device from disk if another process registered it; throws DeviceNotFound if unknown. */
+  private async load(deviceId: string): Promise<void> {
+    if (!(await this.store.find(deviceId))) throw new HubError('DeviceNotFound', `Device ${deviceId} not registered`);
+  }
+
+  /**
+   * The device's record as it is now. A change must read it, compute and `put` in one synchronous
+   * stretch (after `await load()`): two changes waiting at the same time then each start from the
+   * other's result instead of one overwriting the other.
+   */
+  private current(deviceId: string): DeviceRecord {
+    const record = this.store.get(deviceId);
     if (!record) throw new HubError('DeviceNotFound', `Device ${deviceId} not registered`);
     return record;
   }
 
   /** A reported patch from the device; resolves with the new reported `$version` once persisted. */
   async reportedPatch(deviceId: string, patch: JsonObject): Promise<number> {
-    const record = await this.existing(deviceId);
+    await this.load(deviceId);
+    const record = this.current(deviceId);
     const twin = patchReported(record.twin, patch);
     const next = { ...record, twin };
     await this.store.put(next);
@@ -140,7 +151,8 @@ export class HubCore extends EventEmitter {
    * The desired part is pushed to the device (with `$version` inside the body, as IoT Hub does).
    */
   async servicePatch(deviceId: string, body: JsonObject, ifMatch: string | undefined, etagOf: (r: DeviceRecord) => string): Promise<DeviceRecord> {
-    const record = await this.existing(deviceId);
+    await this.load(deviceId);
+    const record = this.current(deviceId);
     if (ifMatch !== undefined && ifMatch !== '*' && ifMatch !== etagOf(record)) {
       throw new HubError('PreconditionFailed', `Precondition failed: etag ${ifMatch} does not match the twin's current etag`);
     }
@@ -211,7 +223,7 @@ export class HubCore extends EventEmitter {
   }
 
   async invokeMethod(deviceId: string, request: MethodRequest): Promise<MethodResult> {
-    await this.existing(deviceId);
+    await this.load(deviceId);
     if (!(await this.waitForMethodsSubscription(deviceId, request.connectTimeoutInSeconds))) {
       throw new HubError('DeviceNotOnline', `Device ${deviceId} is not online or not subscribed to direct methods`);
     }

@@ -195,7 +195,9 @@ export class ServiceApi {
       return v;
     };
     const status = (spec.status as 'enabled' | 'disabled' | undefined) ?? 'enabled';
-    const existing = await this.core.store.find(id);
+    await this.core.store.find(id);
+    // Re-read after the await: from here to put() nothing awaits, so concurrent updates cannot interleave.
+    const existing = this.core.store.get(id);
     if (!existing) {
       if (ifMatch !== undefined && ifMatch !== '*') throw new HubError('DeviceNotFound', `Device ${id} not registered`);
       const record = newDeviceRecord(id, { primaryKey: key('primaryKey'), secondaryKey: key('secondaryKey') }, status);

@@ -54,6 +54,23 @@ describe('device twins', () => {
     expect(mine.properties.reported.obj).toEqual({ x: 'x', z: 3 });
   });
 
+  it('applies concurrent patches from both sides without losing any', async () => {
+    const registry = serviceRegistry(hub.info);
+    const { responseBody: t0 } = await registry.getTwin('twin-1');
+    const n = 20;
+    await Promise.all([
+      ...Array.from({ length: n }, (_, i) => report(twin, { [`r${i}`]: i })),
+      ...Array.from({ length: n }, (_, i) => registry.updateTwin('twin-1', { properties: { desired: { [`d${i}`]: i } } }, '*')),
+    ]);
+    const { responseBody: t1 } = await registry.getTwin('twin-1');
+    for (let i = 0; i < n; i++) {
+      expect(t1.properties.reported[`r${i}`]).toBe(i);
+      expect(t1.properties.desired[`d${i}`]).toBe(i);
+    }
+    expect(t1.properties.reported.$version).toBe(t0.properties.reported.$version + n);
+    expect(t1.properties.desired.$version).toBe(t0.properties.desired.$version + n);
+  });
+
   it('pushes desired patches with $version and records $lastUpdatedVersion; tags stay service-side', async () => {
     const registry = serviceRegistry(hub.info);
     const deltas: Record<string, unknown>[] = [];
