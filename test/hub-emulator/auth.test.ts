@@ -66,6 +66,16 @@ describe('authentication is checked for real', () => {
     await client.close();
   });
 
+  it('drops a connection when its token expires', async () => {
+    // A bare SAS (no key) cannot be renewed by the SDK, so the link must end at the token's expiry.
+    const client = deviceSdk.Client.fromSharedAccessSignature(makeSasToken(resource('auth-1'), keyOf(good), now() + 2), deviceMqtt.Mqtt);
+    await client.setOptions({ ca });
+    await client.open();
+    expect(hub.connectedDevices()).toContain('auth-1');
+    await eventually(() => !hub.connectedDevices().includes('auth-1'), 6000, 'the expired link to be dropped');
+    await client.close().catch(() => undefined);
+  });
+
   it('refuses a token whose resource names another device', async () => {
     const other = await addDevice(dir, 'auth-other');
     // Signed with the right key of auth-other, but for auth-1's resource, presented as auth-other.

@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer } from 'node:net';
+import { connect as tcpConnect, createServer } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { readFile } from 'node:fs/promises';
 import { addDevice } from '../../src/hub-emulator/index.js';
-import { deviceClient, removeDir, startTestHub, tempDir } from './helpers.js';
+import { deviceClient, rawRest, removeDir, startTestHub, tempDir } from './helpers.js';
 
 function activeResources(): string[] {
   return process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap' && r !== 'FSReqCallback').sort();
@@ -43,5 +45,30 @@ describe('starting and stopping', () => {
     await expect(startTestHub(dir, { mqttPort: port })).rejects.toThrow(`port ${port} on 127.0.0.1 is already in use`);
     await expect(startTestHub(dir, { httpsPort: port })).rejects.toThrow(`port ${port} on 127.0.0.1 is already in use`);
     blocker.close();
+  });
+
+  it('survives garbage on both ports and still serves devices', async () => {
+    const hub = await startTestHub(dir);
+    const ca = await readFile(hub.info.caFile, 'utf8');
+    // Not TLS at all.
+    await new Promise<void>((ok) => {
+      const s = tcpConnect(hub.info.mqttPort, '127.0.0.1', () => s.end('GET / HTTP/1.0\r\n\r\n'));
+      s.on('close', () => ok());
+      s.on('error', () => undefined);
+    });
+    // TLS, then bytes that are not MQTT.
+    await new Promise<void>((ok) => {
+      const s = tlsConnect({ host: hub.info.host, port: hub.info.mqttPort, ca, servername: hub.info.host }, () => s.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x7f, 1, 2, 3])));
+      s.on('close', () => ok());
+      s.on('error', () => undefined);
+    });
+    // A body far past any limit.
+    const huge = await rawRest(hub, 'PUT', '/devices/x?api-version=2021-04-12', { body: JSON.stringify({ pad: 'x'.repeat(400 * 1024) }) });
+    expect(huge.status).toBe(413);
+    const device = await deviceClient(hub, await addDevice(dir, 'after-garbage'));
+    await device.open();
+    expect(hub.connectedDevices()).toContain('after-garbage');
+    await device.close();
+    await hub.close();
   });
 });

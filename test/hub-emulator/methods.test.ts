@@ -89,6 +89,17 @@ describe('direct methods', () => {
     expect(fits.status).toBe(200);
   });
 
+  it('answers 404 DeviceNotOnline when the device drops before answering', async () => {
+    const flaky = await deviceClient(hub, await addDevice(dir, 'meth-flaky'));
+    await flaky.open();
+    flaky.onDeviceMethod('hang', () => {
+      void flaky.close();
+    });
+    const err = await failure(serviceClient(hub.info).invokeDeviceMethod('meth-flaky', { methodName: 'hang', payload: null, responseTimeoutInSeconds: 30 }));
+    expect(err.response?.statusCode).toBe(404);
+    expect(err.responseBody).toMatch(/ErrorCode:DeviceNotOnline;/);
+  });
+
   it('waits up to connectTimeoutInSeconds for a device that is about to connect', async () => {
     const late = await deviceClient(hub, await addDevice(dir, 'meth-late'));
     const call = serviceClient(hub.info).invokeDeviceMethod('meth-late', { methodName: 'hello', payload: 1, responseTimeoutInSeconds: 5, connectTimeoutInSeconds: 10 });

@@ -67,6 +67,11 @@ describe('state and sessions survive a restart of the hub', () => {
     // Like the daemon: a method handler makes the SDK reconnect by itself after a drop.
     device.onDeviceMethod('ping', (_req, res) => void res.send(200, 'pong'));
     const twin = await device.getTwin();
+    const afterRestart = new Promise<Record<string, unknown>>((ok) => {
+      twin.on('properties.desired', (d: Record<string, unknown>) => {
+        if (d.after) ok(d);
+      });
+    });
     await reported(twin, { step: 1 });
     await hub.close();
     expect(hub.connectedDevices()).toEqual([]);
@@ -78,7 +83,11 @@ describe('state and sessions survive a restart of the hub', () => {
     const fresh = await within(device.getTwin(), 10_000, 'twin GET after the restart');
     expect(fresh.properties.reported.step).toBe(1);
     await reported(fresh, { step: 2 });
-    const { responseBody } = await serviceRegistry(hub.info).getTwin('roamer');
+    const registry = serviceRegistry(hub.info);
+    const { responseBody } = await registry.getTwin('roamer');
     expect(responseBody.properties.reported.step).toBe(2);
+    // Desired pushes reach it too: its desired subscription also lived on in the session.
+    await registry.updateTwin('roamer', { properties: { desired: { after: 'restart' } } }, '*');
+    expect(await within(afterRestart, 10_000, 'the desired push')).toMatchObject({ after: 'restart' });
   });
 });
