@@ -3,7 +3,7 @@ import { HubError } from './errors.js';
 import type { DeviceRecord, Presence } from './device-record.js';
 import type { SessionStore } from './sessions.js';
 import type { DeviceStore } from './store.js';
-import { isObject, patchDesired, patchReported, patchTags, type Json, type JsonObject } from './twin.js';
+import { isObject, patchDesired, patchReported, patchTags, twinEtag, type Json, type JsonObject } from './twin.js';
 
 export const topics = {
   twinResponses: '$iothub/twin/res/#',
@@ -38,6 +38,18 @@ interface PendingMethod {
 }
 
 export const METHOD_PAYLOAD_LIMIT = 128 * 1024;
+
+/** PUT /twins replaces tags and desired: a patch that sets what is given and deletes what is left out. */
+function replacementPatch(record: DeviceRecord, body: JsonObject): JsonObject {
+  const fill = (now: JsonObject, next: JsonObject): JsonObject => {
+    const out: JsonObject = { ...next };
+    for (const k of Object.keys(now)) if (!(k in next)) out[k] = null;
+    return out;
+  };
+  const desired = isObject(body.properties) && isObject(body.properties.desired) ? body.properties.desired : {};
+  const tags = isObject(body.tags) ? body.tags : {};
+  return { tags: fill(record.twin.tags, tags), properties: { desired: fill(record.twin.desired.values, desired) } };
+}
 
 /**
  * The hub's state machine shared by the device protocol (MQTT) and the service API (HTTPS):
@@ -150,12 +162,13 @@ export class HubCore extends EventEmitter {
    * A service patch `{tags?, properties: {desired?}}`, guarded by `ifMatch` (the twin etag, or `*`).
    * The desired part is pushed to the device (with `$version` inside the body, as IoT Hub does).
    */
-  async servicePatch(deviceId: string, body: JsonObject, ifMatch: string | undefined, etagOf: (r: DeviceRecord) => string): Promise<DeviceRecord> {
+  async servicePatch(deviceId: string, patch: JsonObject, ifMatch: string | undefined, mode: 'merge' | 'replace' = 'merge'): Promise<DeviceRecord> {
     await this.load(deviceId);
     const record = this.current(deviceId);
-    if (ifMatch !== undefined && ifMatch !== '*' && ifMatch !== etagOf(record)) {
+    if (ifMatch !== undefined && ifMatch !== '*' && ifMatch !== twinEtag(record.twin)) {
       throw new HubError('PreconditionFailed', `Precondition failed: etag ${ifMatch} does not match the twin's current etag`);
     }
+    const body = mode === 'replace' ? replacementPatch(record, patch) : patch;
     // Other members (deviceId, etag, status... echoed from a twin the caller read) are read-only here and ignored.
     let twin = record.twin;
     if (body.tags !== undefined) {

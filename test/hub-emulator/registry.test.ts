@@ -53,6 +53,18 @@ describe('registry, query and telemetry', () => {
     expect(gone?.name).toBe('DeviceNotFoundError');
   });
 
+  it('an update that leaves status out keeps it; an etag mismatch is 412', async () => {
+    const registry = serviceRegistry(hub.info);
+    await registry.create({ deviceId: 'reg-status', status: 'disabled' });
+    const { responseBody } = await registry.update({ deviceId: 'reg-status' });
+    expect(responseBody.status).toBe('disabled');
+    const stale = await rawRest(hub, 'PUT', `/devices/reg-status?${API}`, { body: JSON.stringify({ deviceId: 'reg-status', status: 'enabled' }), headers: { 'If-Match': '"bm9wZQ=="' } });
+    expect(stale.status).toBe(412);
+    const fresh = await rawRest(hub, 'PUT', `/devices/reg-status?${API}`, { body: JSON.stringify({ deviceId: 'reg-status', status: 'enabled' }), headers: { 'If-Match': `"${responseBody.etag}"` } });
+    expect(fresh.status).toBe(200);
+    expect((fresh.json as { status: string }).status).toBe('enabled');
+  });
+
   it('keeps keys given by the caller', async () => {
     const primaryKey = Buffer.alloc(32, 1).toString('base64');
     const secondaryKey = Buffer.alloc(32, 2).toString('base64');

@@ -88,6 +88,16 @@ describe('device twins', () => {
     expect(t2.tags).toEqual({ site: 'north' });
   });
 
+  it('PUT /twins replaces tags and desired properties', async () => {
+    await rawRest(hub, 'PATCH', `/twins/twin-1?${API}`, { body: JSON.stringify({ tags: { old: 1 }, properties: { desired: { oldD: 1 } } }) });
+    const put = await rawRest(hub, 'PUT', `/twins/twin-1?${API}`, { body: JSON.stringify({ tags: { fresh: 2 }, properties: { desired: { freshD: 2 } } }) });
+    expect(put.status).toBe(200);
+    const t = put.json as { tags: Record<string, unknown>; properties: { desired: Record<string, unknown> } };
+    expect(t.tags).toEqual({ fresh: 2 });
+    expect(t.properties.desired.freshD).toBe(2);
+    expect(t.properties.desired).not.toHaveProperty('oldD');
+  });
+
   it('refuses a stale etag with 412 and leaves the twin alone', async () => {
     const registry = serviceRegistry(hub.info);
     const { responseBody: t } = await registry.getTwin('twin-1');
