@@ -121,7 +121,10 @@ export class DeviceProtocol {
     this.expiryTimers.delete(client);
     const link = this.links.get(client);
     this.links.delete(client);
-    if (link && this.core.detach(client.id, link)) this.core.sessions.disconnected(client.id, client.clean);
+    if (!link) return;
+    // The core may have detached it already (a forced disconnect); a takeover's new link stays attached.
+    this.core.detach(client.id, link);
+    if (!this.core.isConnected(client.id)) this.core.sessions.disconnected(client.id, client.clean);
   }
 
   subscribed(client: Client, subs: Array<{ topic: string; qos: number }>): void {

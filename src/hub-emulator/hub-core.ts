@@ -113,9 +113,12 @@ export class HubCore extends EventEmitter {
     if (p) p.lastActivityTime = new Date().toISOString();
   }
 
-  /** Disconnects a device (it was deleted or disabled). */
+  /** Disconnects a device (deleted, disabled, or a test simulating a network failure); it is offline at once. */
   disconnect(deviceId: string): void {
-    this.links.get(deviceId)?.close();
+    const link = this.links.get(deviceId);
+    if (!link) return;
+    this.detach(deviceId, link);
+    link.close();
   }
 
   // --- telemetry ------------------------------------------------------------------------------

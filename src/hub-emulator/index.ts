@@ -43,6 +43,8 @@ export interface RunningHub {
   connectedDevices(): string[];
   /** Device-to-cloud messages received from a device since this hub started. */
   telemetryCount(deviceId: string): number;
+  /** Drops a device's connection as a network failure would (its session is kept); false if it was not connected. */
+  disconnectDevice(deviceId: string): boolean;
 }
 
 /** Defaults: unprivileged ports next to IoT Hub's own (8883, 443). */
@@ -199,6 +201,11 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     close,
     connectedDevices: () => core.connectedDevices(),
     telemetryCount: (id) => core.telemetryCount(id),
+    disconnectDevice: (id) => {
+      if (!core.isConnected(id)) return false;
+      core.disconnect(id);
+      return true;
+    },
   };
 }
 
