@@ -22,6 +22,8 @@ export interface HubOptions {
   host?: string;
   mqttPort?: number;
   httpsPort?: number;
+  /** Address to listen on; default 127.0.0.1 for a loopback host, else every interface. */
+  listenAddress?: string;
   /** Where the hub writes one line per notable event (refused connections...); silent by default. */
   log?: (message: string) => void;
 }
@@ -160,7 +162,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   });
   const httpsServer = createHttpsServer({ key: certs.serverKeyPem, cert: certs.serverCertPem }, api.handle);
   httpsServer.on('tlsClientError', (err) => log(`TLS: ${err.message}`));
-  const address = bindAddress(host);
+  const address = options.listenAddress ?? bindAddress(host);
   let mqttPort: number;
   let httpsPort: number;
   try {
