@@ -122,7 +122,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   await mkdir(dir, { recursive: true });
   const policy = await loadPolicy(dir);
   const certs = await ensureCertificates(dir, host);
-  const store = await DeviceStore.open(dir);
+  const store = await DeviceStore.open(dir, log);
   const sessions = await SessionStore.open(dir);
   const core = new HubCore(store, sessions);
   const hostNames = [...new Set([host.toLowerCase(), 'localhost', '127.0.0.1'])];
@@ -174,6 +174,10 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     await new Promise<void>((ok) => broker.close(() => ok()));
     throw err;
   }
+
+  // After start-up, a server error (say, out of file descriptors) is logged, never fatal.
+  mqttServer.on('error', (err) => log(`MQTT server: ${err.message}`));
+  httpsServer.on('error', (err) => log(`HTTPS server: ${err.message}`));
 
   const info: HubInfo = {
     serviceConnectionString: `HostName=${host};SharedAccessKeyName=${policy.name};SharedAccessKey=${policy.primaryKey}`,

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect as tcpConnect, createServer } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { addDevice } from '../../src/hub-emulator/index.js';
 import { deviceClient, rawRest, removeDir, startTestHub, tempDir } from './helpers.js';
 
@@ -69,6 +69,20 @@ describe('starting and stopping', () => {
     await device.open();
     expect(hub.connectedDevices()).toContain('after-garbage');
     await device.close();
+    await hub.close();
+  });
+
+  it('skips a damaged device file, says so, and serves the others', async () => {
+    await addDevice(dir, 'healthy');
+    await writeFile(`${dir}/devices/broken.json`, '{"schema": 1, "data": {"deviceId": 7}}');
+    await writeFile(`${dir}/devices/garbage.json`, 'not json');
+    const lines: string[] = [];
+    const hub = await startTestHub(dir, { log: (m) => lines.push(m) });
+    expect(lines.filter((l) => l.includes('skipping device file'))).toHaveLength(2);
+    expect(lines.join('\n')).toContain('garbage.json');
+    const reply = await rawRest(hub, 'GET', '/devices?api-version=2021-04-12');
+    expect(reply.status).toBe(200);
+    expect((reply.json as Array<{ deviceId: string }>).map((d) => d.deviceId)).toContain('healthy');
     await hub.close();
   });
 });
