@@ -69,7 +69,13 @@ export async function readHubInfo(dir: string): Promise<HubInfo | undefined> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-  const info = JSON.parse(text) as Partial<HubInfo>;
+  let info: Partial<HubInfo>;
+  try {
+    info = JSON.parse(text) as Partial<HubInfo>;
+  } catch (err) {
+    throw new Error(`${hubJsonPath(dir)}: not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof info !== 'object' || info === null) throw new Error(`${hubJsonPath(dir)}: expected an object`);
   for (const field of ['serviceConnectionString', 'caFile', 'host'] as const) {
     if (typeof info[field] !== 'string') throw new Error(`${hubJsonPath(dir)}: field '${field}' must be a string`);
   }
