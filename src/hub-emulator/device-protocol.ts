@@ -128,7 +128,9 @@ export class DeviceProtocol {
   }
 
   subscribed(client: Client, subs: Array<{ topic: string; qos: number }>): void {
-    this.core.sessions.subscribed(client.id, subs.map((s) => ({ topic: s.topic, qos: s.qos })));
+    // aedes reports refused subscriptions too, with qos 128: they are not part of the session.
+    const granted = subs.filter((s) => s.qos !== 128).map((s) => ({ topic: s.topic, qos: s.qos }));
+    this.core.sessions.subscribed(client.id, granted);
     this.core.subscriptionsChanged(client.id);
   }
 

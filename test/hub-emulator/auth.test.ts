@@ -110,6 +110,27 @@ describe('authentication is checked for real', () => {
     expect(await rawConnect('auth-1', `${hub.info.host}/auth-1/?api-version=2021-04-12`, token)).toBe('connected');
   });
 
+  it("grants only the device's own IoT Hub topics", async () => {
+    const token = makeSasToken(resource('auth-1'), keyOf(good), now() + 600);
+    const client = mqtt.connect(`mqtts://${hub.info.host}:${hub.info.mqttPort}`, {
+      clientId: 'auth-1',
+      username: `${hub.info.host}/auth-1/?api-version=2021-04-12`,
+      password: token,
+      ca,
+      reconnectPeriod: 0,
+      clean: true,
+    });
+    await new Promise<void>((ok, fail) => {
+      client.on('connect', () => ok());
+      client.on('error', fail);
+    });
+    const subscribe = (topics: string[]) =>
+      new Promise<number[]>((ok, fail) => client.subscribe(topics, { qos: 0 }, (err, granted) => (err ? fail(err) : ok(granted.map((g) => g.qos)))));
+    expect(await subscribe(['#', '$iothub/#', 'devices/auth-other/messages/devicebound/#', '$iothub/methods/res/#'])).toEqual([128, 128, 128, 128]);
+    expect(await subscribe(['$iothub/methods/POST/#', '$iothub/twin/res/#', 'devices/auth-1/messages/devicebound/#'])).toEqual([0, 0, 0]);
+    client.end(true);
+  });
+
   /** A raw MQTT 3.1.1 CONNECT, to send what the SDK never would. Resolves 'connected' or the refusal. */
   function rawConnect(clientId: string, username: string, password: string): Promise<string> {
     return new Promise((resolve) => {
