@@ -60,6 +60,14 @@ async function jsonBody(req: IncomingMessage): Promise<Json | undefined> {
   }
 }
 
+function decodePathPart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new HubError('BadRequest', `'${part}' in the path is not URL-encoded properly`);
+  }
+}
+
 function requireObject(body: Json | undefined, what: string): JsonObject {
   if (!isObject(body)) throw new HubError('ArgumentInvalid', `${what}: expected a JSON object body`);
   return body;
@@ -135,7 +143,7 @@ export class ServiceApi {
     const url = new URL(req.url ?? '/', 'https://hub.invalid');
     this.authorize(req);
     if (!url.searchParams.get('api-version')) throw new HubError('BadRequest', 'api-version is required');
-    const parts = url.pathname.split('/').filter((p) => p !== '').map((p) => decodeURIComponent(p));
+    const parts = url.pathname.split('/').filter((p) => p !== '').map(decodePathPart);
     const method = req.method ?? 'GET';
     const ifMatch = unquote(req.headers['if-match'] as string | undefined);
 

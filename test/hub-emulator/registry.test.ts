@@ -118,6 +118,8 @@ describe('registry, query and telemetry', () => {
       ['GET', `/twins/nobody?${API}`, undefined, 404, 'DeviceNotFound'],
       ['GET', `/nothing/here?${API}`, undefined, 404, 'NotFound'],
       ['GET', `/devices/q-1`, undefined, 400, 'BadRequest'],
+      ['GET', `/devices/%E0%A4%A?${API}`, undefined, 400, 'BadRequest'],
+      ['DELETE', `/twins/q-1?${API}`, undefined, 405, 'MethodNotAllowed'],
     ];
     for (const [method, path, body, status, code] of cases) {
       const reply = await rawRest(hub, method, path, { body });
