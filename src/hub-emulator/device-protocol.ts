@@ -110,6 +110,7 @@ export class DeviceProtocol {
       close: () => client.close(),
     };
     this.links.set(client, link);
+    this.options.log(`device ${client.id} connected${client.clean ? ' (clean session)' : ''}`);
     this.core.sessions.connected(client.id, client.clean);
     this.core.attach(client.id, link);
     this.core.subscriptionsChanged(client.id);
@@ -122,6 +123,7 @@ export class DeviceProtocol {
     const link = this.links.get(client);
     this.links.delete(client);
     if (!link) return;
+    this.options.log(`device ${client.id} disconnected`);
     // The core may have detached it already (a forced disconnect); a takeover's new link stays attached.
     this.core.detach(client.id, link);
     if (!this.core.isConnected(client.id)) this.core.sessions.disconnected(client.id, client.clean);
