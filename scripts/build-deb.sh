@@ -50,6 +50,8 @@ mkdir -p "$lib" "$root/usr/bin" "$root/usr/lib/systemd/system" "$root/etc/piota"
 cp package.json package-lock.json config.example.json "$lib/"
 mkdir -p "$lib/bin"
 cp bin/piota.js "$lib/bin/piota.js"
+# The installer rides along, for provisioning a device whose image already carries piota.
+cp scripts/install.sh "$lib/install.sh"
 (cd dist && find . -name '*.js' -type f) | while read -r f; do
   mkdir -p "$lib/dist/$(dirname "$f")"
   cp "dist/$f" "$lib/dist/$f"
@@ -153,7 +155,7 @@ EOF
 # Normal permissions whatever the umask of the build machine was.
 find "$root" -type d -exec chmod 0755 {} +
 find "$root" -type f -exec chmod 0644 {} +
-chmod 0755 "$lib/bin/piota.js" "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
+chmod 0755 "$lib/bin/piota.js" "$lib/install.sh" "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
 
 mkdir -p "$out"
 deb="$(cd "$out" && pwd)/piota_${debversion}_all.deb"

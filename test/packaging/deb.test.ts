@@ -70,6 +70,7 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       '/usr/lib/piota/bin/piota.js', '/usr/lib/piota/dist/cli/main.js', '/usr/lib/piota/package.json',
       '/usr/lib/piota/node_modules/pino/package.json', '/usr/lib/piota/node_modules/azure-iot-device/package.json',
       '/usr/lib/systemd/system/piota.service', '/etc/piota/config.json', '/usr/share/doc/piota/copyright',
+      '/usr/share/doc/piota/raspberry-pi.md', '/usr/lib/piota/install.sh',
     ]) expect(p).toContain(expected);
     expect(p).toContain('/usr/bin/piota -> ../lib/piota/bin/piota.js');
     // Nothing for development (type declarations included), nothing compiled for one architecture, no source maps.
@@ -79,6 +80,7 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
     expect(p.filter((x) => x.endsWith('.node') || x.endsWith('.map'))).toEqual([]);
     expect(listing.filter((l) => !l.includes(' root/root '))).toEqual([]);
     expect(listing.find((l) => l.endsWith('/usr/lib/piota/bin/piota.js'))).toMatch(/^-rwxr-xr-x/);
+    expect(listing.find((l) => l.endsWith('/usr/lib/piota/install.sh'))).toMatch(/^-rwxr-xr-x/);
   });
 
   it('runs from the extracted tree and prints the package version', async () => {
@@ -185,8 +187,12 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       expect(JSON.parse(await readFile('/etc/piota/config.json', 'utf8')).trustedKeys).toEqual(['/etc/piota/keys/vendor.pub']);
       expect(await readFile('/data/piota/connection-string', 'utf8')).toBe(CS);
       expect(existsSync(wants)).toBe(true);
-      // Again: nothing changes, nothing fails.
-      expect(run('bash', [join(repo, 'scripts/install.sh'), ...args], { input: CS }).status).toBe(0);
+      // Again, with the copy the package carries (how a device whose image has piota is provisioned):
+      // nothing changes, nothing fails.
+      const again = run('bash', ['/usr/lib/piota/install.sh', '--connection-string', '-'], { input: CS });
+      expect(again.status, again.stderr).toBe(0);
+      expect(again.stdout).toMatch(/keeping the existing/);
+      expect(JSON.parse(await readFile('/etc/piota/config.json', 'utf8')).model).toBe('raspberrypi5');
 
       const u = run('bash', [join(repo, 'scripts/install.sh'), '--uninstall', '--purge']);
       expect(u.status, u.stderr).toBe(0);

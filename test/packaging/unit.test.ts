@@ -74,6 +74,7 @@ describe('systemd/piota.service', () => {
     });
 
     it('has the security exposure recorded in docs/raspberry-pi.md', async () => {
+      await verify(unit); // leaves the unmodified unit (but for ExecStart) in dir/piota.service
       const copy = join(dir, 'piota.service');
       const r = spawnSync('systemd-analyze', ['security', '--offline=true', '--no-pager', copy], { encoding: 'utf8' });
       const measured = /Overall exposure level for piota\.service: ([\d.]+)/.exec(r.stdout)?.[1];
