@@ -12,8 +12,8 @@ const repo = fileURLToPath(new URL('../..', import.meta.url));
 const version = JSON.parse(await readFile(join(repo, 'package.json'), 'utf8')).version as string;
 const CS = 'HostName=fleet.azure-devices.net;DeviceId=pi-ci;SharedAccessKey=Y2ktdGVzdC1rZXk=';
 
-function run(cmd: string, args: string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}): SpawnSyncReturns<string> {
-  return spawnSync(cmd, args, { encoding: 'utf8', timeout: 120_000, maxBuffer: 64 * 1024 * 1024, input: options.input ?? '', env: { ...process.env, ...options.env } });
+function run(cmd: string, args: string[], options: { input?: string; env?: NodeJS.ProcessEnv; timeout?: number } = {}): SpawnSyncReturns<string> {
+  return spawnSync(cmd, args, { encoding: 'utf8', timeout: options.timeout ?? 120_000, maxBuffer: 64 * 1024 * 1024, input: options.input ?? '', env: { ...process.env, ...options.env } });
 }
 function ok(r: SpawnSyncReturns<string>): string {
   if (r.status !== 0) throw new Error(`${r.error?.message ?? ''} exit ${r.status}\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-2000)}`);
@@ -43,11 +43,12 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
   beforeAll(async () => {
     out = await mkdtemp(join(tmpdir(), 'piota-deb-'));
     const started = Date.now();
-    const stdout = ok(run('bash', [join(repo, 'scripts/build-deb.sh'), '--out', out]));
+    // Two cores shared with other test files: the build (tsc, npm ci, xz) takes 20-60 s.
+    const stdout = ok(run('bash', [join(repo, 'scripts/build-deb.sh'), '--out', out], { timeout: 230_000 }));
     deb = stdout.trim().split('\n').pop()!;
     console.log(`built ${deb} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     listing = ok(run('dpkg-deb', ['-c', deb])).trim().split('\n');
-  }, 180_000);
+  }, 240_000);
 
   afterAll(async () => {
     await rm(out, { recursive: true, force: true });
@@ -98,6 +99,9 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
     const wants = '/etc/systemd/system/multi-user.target.wants/piota.service';
     const status = () => run('dpkg-query', ['-W', '-f=${Status} ${Version}', 'piota']);
 
+    // dpkg unpacks and deletes some 10,000 files each time: slow on a busy machine.
+    const slow = { timeout: 120_000 };
+
     beforeAll(async () => {
       // Depends: nodejs (>= 20). Where node did not come from the Debian package, an equivs-style
       // package that provides it stands in, so dpkg checks the dependency instead of being told to ignore it.
@@ -132,7 +136,7 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       if (shim) run('dpkg', ['--purge', shim]);
     });
 
-    it('installs: /usr/bin/piota runs, the unit verifies cleanly in place, the service is enabled', () => {
+    it('installs: /usr/bin/piota runs, the unit verifies cleanly in place, the service is enabled', slow, () => {
       const r = run('dpkg', ['-i', deb], { env: { DEBIAN_FRONTEND: 'noninteractive' } });
       expect(r.status, r.stderr).toBe(0);
       expect(status().stdout).toBe(`install ok installed ${version}`);
@@ -142,7 +146,7 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       expect(existsSync(wants)).toBe(true);
     });
 
-    it('keeps a changed config and the state across an upgrade', async () => {
+    it('keeps a changed config and the state across an upgrade', slow, async () => {
       const config = (await readFile('/etc/piota/config.json', 'utf8')).replace('"logLevel": "info"', '"logLevel": "debug"');
       await writeFile('/etc/piota/config.json', config);
       await mkdir('/data/piota', { recursive: true, mode: 0o700 });
@@ -153,7 +157,7 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       expect(await readFile('/data/piota/connection-string', 'utf8')).toBe(CS);
     });
 
-    it('remove keeps config and state; purge leaves nothing behind', async () => {
+    it('remove keeps config and state; purge leaves nothing behind', slow, async () => {
       ok(run('dpkg', ['--remove', 'piota']));
       expect(status().stdout).toBe(`deinstall ok config-files ${version}`);
       for (const p of installedPaths) expect(existsSync(p), p).toBe(false);
@@ -170,7 +174,7 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       expect(run('dpkg', ['-S', '/usr/lib/piota']).status).not.toBe(0);
     });
 
-    it('scripts/install.sh installs the .deb for real, then uninstalls and purges it', async () => {
+    it('scripts/install.sh installs the .deb for real, then uninstalls and purges it', slow, async () => {
       // The state directory must not be on the root filesystem: a tmpfs plays the data partition.
       ok(run('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', '/data']));
       mountedData = true;
