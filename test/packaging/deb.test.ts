@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -146,7 +146,8 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       expect(existsSync(wants)).toBe(true);
     });
 
-    it('keeps a changed config and the state across an upgrade', slow, async () => {
+    it('keeps a changed config, the state and a disabled service across an upgrade', slow, async () => {
+      ok(run('systemctl', ['disable', 'piota.service']));
       const config = (await readFile('/etc/piota/config.json', 'utf8')).replace('"logLevel": "info"', '"logLevel": "debug"');
       await writeFile('/etc/piota/config.json', config);
       await mkdir('/data/piota', { recursive: true, mode: 0o700 });
@@ -155,6 +156,8 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       expect(r.status, r.stderr).toBe(0);
       expect(await readFile('/etc/piota/config.json', 'utf8')).toBe(config);
       expect(await readFile('/data/piota/connection-string', 'utf8')).toBe(CS);
+      expect(existsSync(wants), 'an administrator disabled it: the upgrade must not enable it').toBe(false);
+      ok(run('systemctl', ['enable', 'piota.service']));
     });
 
     it('remove keeps config and state; purge leaves nothing behind', slow, async () => {
@@ -162,6 +165,8 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       expect(status().stdout).toBe(`deinstall ok config-files ${version}`);
       for (const p of installedPaths) expect(existsSync(p), p).toBe(false);
       expect(existsSync(wants)).toBe(false);
+      // As debhelper's scripts do: a removed package's unit is masked until purge or reinstall.
+      expect(readlinkSync('/etc/systemd/system/piota.service')).toBe('/dev/null');
       expect(existsSync('/etc/piota/config.json')).toBe(true);
       expect(existsSync('/data/piota/connection-string')).toBe(true);
 
@@ -171,6 +176,10 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       expect(gone.stderr).toMatch(/no packages found matching piota|not installed/);
       for (const p of [...installedPaths, wants, '/etc/piota', '/data/piota']) expect(existsSync(p), p).toBe(false);
       expect(readdirSync('/var/lib/dpkg/info').filter((f) => f.startsWith('piota.'))).toEqual([]);
+      // No enablement, mask or deb-systemd-helper state left.
+      const leftovers = ['/etc/systemd', '/var/lib/systemd'].flatMap((d) => existsSync(d)
+        ? readdirSync(d, { recursive: true }).map(String).filter((f) => f.includes('piota')).map((f) => join(d, f)) : []);
+      expect(leftovers).toEqual([]);
       expect(run('dpkg', ['-S', '/usr/lib/piota']).status).not.toBe(0);
     });
 
@@ -201,7 +210,7 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       const u = run('bash', [join(repo, 'scripts/install.sh'), '--uninstall', '--purge']);
       expect(u.status, u.stderr).toBe(0);
       expect(status().status).not.toBe(0);
-      for (const p of [...installedPaths, wants, '/etc/piota', '/data/piota']) expect(existsSync(p), p).toBe(false);
+      for (const p of [...installedPaths, wants, '/etc/piota', '/data/piota', '/etc/systemd/system/piota.service']) expect(existsSync(p), p).toBe(false);
       ok(run('umount', ['/data']));
       mountedData = false;
     });
