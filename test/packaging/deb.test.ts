@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,7 +30,24 @@ function realDpkgSkipReason(): string | undefined {
   if (!process.env.CI && process.env.PIOTA_DPKG_TESTS !== '1') return 'neither CI nor PIOTA_DPKG_TESTS is set (.ci/run sets it)';
   if (run('dpkg-query', ['-W', 'piota']).status === 0) return 'a piota package is already installed on this machine: not touching it';
   if (existsSync('/data/piota') || existsSync('/etc/piota')) return '/data/piota or /etc/piota exists on this machine: not touching it';
-  return undefined;
+  return takeMachineLock();
+}
+
+// Two test runs on one machine (two worktrees) must not install the package at the same time.
+const LOCK = '/run/lock/piota-dpkg-test.pid';
+function takeMachineLock(): string | undefined {
+  mkdirSync('/run/lock', { recursive: true });
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(LOCK, String(process.pid), { flag: 'wx' });
+      return undefined;
+    } catch {
+      const holder = Number(readFileSync(LOCK, 'utf8'));
+      if (holder > 0 && existsSync(`/proc/${holder}`)) return `another test run (PID ${holder}) is installing piota on this machine`;
+      rmSync(LOCK, { force: true }); // left by a run that died
+    }
+  }
+  return `could not take ${LOCK}`;
 }
 const skipReal = realDpkgSkipReason();
 if (skipReal) console.warn(`real dpkg install tests skipped: ${skipReal}`);
@@ -134,6 +151,7 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       await rm('/data/piota', { recursive: true, force: true });
       if (createdData) await rm('/data', { recursive: true, force: true });
       if (shim) run('dpkg', ['--purge', shim]);
+      rmSync(LOCK, { force: true });
     });
 
     it('installs: /usr/bin/piota runs, the unit verifies cleanly in place, the service is enabled', slow, () => {
