@@ -92,10 +92,8 @@ async function startHoldingLock(config: DaemonConfig, logger: Logger, agentVersi
     { progressIntervalMs: config.progressIntervalSeconds * 1000, logger },
   );
   const save = () => store.save(state);
-  const statusChanged = () => {
-    void refreshInventory().then(() => sync.statusChanged());
-  };
-  // After a commit the committed slot and the running version's record change.
+  const statusChanged = () => sync.statusChanged();
+  // After a commit the committed slot changes; after verification, the booted slot's record may.
   const refreshInventory = async () => {
     committedSlot = await boot.committedSlot().catch(() => committedSlot);
     version = await runningVersion(config, state, bootedSlot);
@@ -105,6 +103,7 @@ async function startHoldingLock(config: DaemonConfig, logger: Logger, agentVersi
     state,
     save,
     statusChanged,
+    refreshInventory,
     logger,
     context: {
       config,

@@ -10,6 +10,8 @@ export interface RunnerDeps {
   state: DeviceState;
   save(): Promise<void>;
   statusChanged(): void;
+  /** Re-reads what the phase's work may have changed (committed slot, running version), before the new phase shows. */
+  refreshInventory(): Promise<void>;
   logger: Logger;
   context: PhaseContextBase;
 }
@@ -112,6 +114,7 @@ export class UpdateRunner {
   private async transition(update: UpdateRecord, outcome: PhaseOutcome): Promise<void> {
     const from = update.phase;
     const to = nextPhase(from, outcome.event);
+    await this.deps.refreshInventory();
     update.phase = to;
     if (outcome.error) update.error = outcome.error;
     update.entries[to] = (update.entries[to] ?? 0) + 1;
