@@ -65,7 +65,6 @@ function report(made: CreatedBundle): string {
 
 export const bundleCreate: Command = {
   path: ['bundle', 'create'],
-  summary: 'make a signed (or unsigned) firmware bundle from image files',
   help,
   async run(argv) {
     const { values } = parseCommandArgs(this, argv, {

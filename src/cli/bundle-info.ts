@@ -50,7 +50,6 @@ function asText(file: string, h: BundleFileHeader): string {
 
 export const bundleInfo: Command = {
   path: ['bundle', 'info'],
-  summary: "print a bundle's manifest",
   help,
   async run(argv) {
     const { values, positionals } = parseCommandArgs(this, argv, { json: { type: 'boolean' } }, { min: 1, max: 1 });

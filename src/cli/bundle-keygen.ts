@@ -20,7 +20,6 @@ Options:
 
 export const bundleKeygen: Command = {
   path: ['bundle', 'keygen'],
-  summary: 'make an ed25519 key pair for signing bundles',
   help,
   async run(argv) {
     const { values } = parseCommandArgs(this, argv, { out: { type: 'string' } });

@@ -16,7 +16,6 @@ Options:
 
 export const bundleSign: Command = {
   path: ['bundle', 'sign'],
-  summary: 'add a signature to a bundle',
   help,
   async run(argv) {
     const { values, positionals } = parseCommandArgs(this, argv, { key: { type: 'string' } }, { min: 1, max: 1 });

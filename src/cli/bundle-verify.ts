@@ -22,7 +22,6 @@ Options:
 
 export const bundleVerify: Command = {
   path: ['bundle', 'verify'],
-  summary: 'check a bundle: signature, compatibility and every hash',
   help,
   async run(argv) {
     const { values, positionals } = parseCommandArgs(

@@ -30,12 +30,18 @@ export class HelpRequested extends Error {
 export interface Command {
   /** The words that select it, e.g. ['hub', 'start']. */
   readonly path: readonly string[];
-  /** One line for the command list. */
-  readonly summary: string;
   /** The whole --help text. */
   readonly help: string;
   /** Runs with the arguments after the command words; resolves to the exit code. */
   run(argv: string[]): Promise<number>;
+}
+
+/** A command as the list knows it, before its module is loaded. */
+export interface CommandEntry {
+  readonly path: readonly string[];
+  /** One line for the command list. */
+  readonly summary: string;
+  load(): Promise<Command>;
 }
 
 type Options = NonNullable<ParseArgsConfig['options']>;

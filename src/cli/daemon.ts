@@ -15,7 +15,6 @@ export function configPath(flag: string | undefined): string {
 
 export const daemonCommand: Command = {
   path: ['daemon'],
-  summary: 'run the device agent (systemd ExecStart)',
   help: `Usage: piota daemon [--config FILE]
 
 Runs the device agent: answers the IoT Hub direct methods firmwareUpdate and

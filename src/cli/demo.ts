@@ -3,7 +3,6 @@ import { parseCommandArgs, type Command } from './command.js';
 
 export const demoCommand: Command = {
   path: ['demo'],
-  summary: 'the whole update loop on this machine, nothing to configure',
   help: `Usage: piota demo [--keep]
 
 Starts an IoT Hub emulator, makes a signing key and a signed bundle (version 1.0.1),

@@ -13,7 +13,6 @@ registered, prints its existing connection string.
 
 export const hubDeviceAddCommand: Command = {
   path: ['hub', 'device', 'add'],
-  summary: 'register a device with the emulator and print its connection string',
   help,
   async run(argv) {
     const { values, positionals } = parseCommandArgs(this, argv, { dir: { type: 'string' } }, { min: 1, max: 1 });

@@ -19,7 +19,6 @@ Register devices with: piota hub device add ID --dir DIR`;
 
 export const hubStartCommand: Command = {
   path: ['hub', 'start'],
-  summary: 'run the local IoT Hub emulator',
   help,
   async run(argv) {
     const { values } = parseCommandArgs(this, argv, {

@@ -1,4 +1,4 @@
-import { CommandError, HelpRequested, UsageError, type Command } from './command.js';
+import { CommandError, HelpRequested, UsageError, type CommandEntry } from './command.js';
 import { packageVersion } from './version.js';
 import { commands } from './registry.js';
 
@@ -18,8 +18,8 @@ function overview(): string {
 }
 
 /** Finds the command whose words are the longest prefix of argv. */
-function select(argv: string[]): { command: Command; rest: string[] } | undefined {
-  let best: { command: Command; rest: string[] } | undefined;
+function select(argv: string[]): { command: CommandEntry; rest: string[] } | undefined {
+  let best: { command: CommandEntry; rest: string[] } | undefined;
   for (const command of commands) {
     const n = command.path.length;
     if (argv.length >= n && command.path.every((w, i) => argv[i] === w)) {
@@ -56,7 +56,7 @@ export async function main(argv: string[]): Promise<number> {
       }
       throw new UsageError(`unknown command '${argv.slice(0, group ? 2 : 1).join(' ')}' (see piota --help)`);
     }
-    return await found.command.run(found.rest);
+    return await (await found.command.load()).run(found.rest);
   } catch (err) {
     return report(err);
   }

@@ -1,33 +1,22 @@
-import type { Command } from './command.js';
-import { daemonCommand } from './daemon.js';
-import { statusCommand } from './status.js';
-import { bundleCreate } from './bundle-create.js';
-import { bundleInfo } from './bundle-info.js';
-import { bundleKeygen } from './bundle-keygen.js';
-import { bundleSign } from './bundle-sign.js';
-import { bundleVerify } from './bundle-verify.js';
-import { hubStartCommand } from './hub-start.js';
-import { hubDeviceAddCommand } from './hub-device-add.js';
-import { simulateCommand, simulateRebootCommand } from './simulate.js';
-import { triggerCommand } from './trigger.js';
-import { demoCommand } from './demo.js';
+import type { CommandEntry } from './command.js';
 
 /**
- * Every subcommand, one module each. Add a command by importing its module here.
- * (Kept apart from main.ts so that the list is the one place that changes.)
+ * Every subcommand: its words, its line in the list, and its module, loaded only when it runs, so
+ * that `piota simulate reboot` or `piota status` on a Pi does not pay for the hub emulator's imports.
+ * Add a command by adding its entry here.
  */
-export const commands: Command[] = [
-  daemonCommand,
-  statusCommand,
-  bundleKeygen,
-  bundleCreate,
-  bundleSign,
-  bundleVerify,
-  bundleInfo,
-  hubStartCommand,
-  hubDeviceAddCommand,
-  simulateCommand,
-  simulateRebootCommand,
-  triggerCommand,
-  demoCommand,
+export const commands: CommandEntry[] = [
+  { path: ['daemon'], summary: 'run the device agent (systemd ExecStart)', load: async () => (await import('./daemon.js')).daemonCommand },
+  { path: ['status'], summary: 'the local picture: slots, versions, current update, last result', load: async () => (await import('./status.js')).statusCommand },
+  { path: ['trigger'], summary: 'start an update on a device and follow it to its result', load: async () => (await import('./trigger.js')).triggerCommand },
+  { path: ['demo'], summary: 'the whole update loop on this machine, nothing to configure', load: async () => (await import('./demo.js')).demoCommand },
+  { path: ['hub', 'start'], summary: 'run the local IoT Hub emulator', load: async () => (await import('./hub-start.js')).hubStartCommand },
+  { path: ['hub', 'device', 'add'], summary: 'register a device with the emulator and print its connection string', load: async () => (await import('./hub-device-add.js')).hubDeviceAddCommand },
+  { path: ['simulate'], summary: 'a simulated Raspberry Pi running the daemon (A/B slots, tryboot, reboots)', load: async () => (await import('./simulate.js')).simulateCommand },
+  { path: ['simulate', 'reboot'], summary: "the simulated Pi's reboot command (what its daemon runs instead of systemctl reboot)", load: async () => (await import('./simulate.js')).simulateRebootCommand },
+  { path: ['bundle', 'keygen'], summary: 'make an ed25519 key pair for signing bundles', load: async () => (await import('./bundle-keygen.js')).bundleKeygen },
+  { path: ['bundle', 'create'], summary: 'make a signed (or unsigned) firmware bundle from image files', load: async () => (await import('./bundle-create.js')).bundleCreate },
+  { path: ['bundle', 'sign'], summary: 'add a signature to a bundle', load: async () => (await import('./bundle-sign.js')).bundleSign },
+  { path: ['bundle', 'verify'], summary: 'check a bundle: signature, compatibility and every hash', load: async () => (await import('./bundle-verify.js')).bundleVerify },
+  { path: ['bundle', 'info'], summary: "print a bundle's manifest", load: async () => (await import('./bundle-info.js')).bundleInfo },
 ];

@@ -81,7 +81,6 @@ async function readOverrides(path: string): Promise<Record<string, unknown>> {
 
 export const simulateCommand: Command = {
   path: ['simulate'],
-  summary: 'a simulated Raspberry Pi running the daemon (A/B slots, tryboot, reboots)',
   help,
   async run(argv) {
     const { values } = parseCommandArgs(this, argv, {
@@ -156,7 +155,6 @@ export const simulateCommand: Command = {
 
 export const simulateRebootCommand: Command = {
   path: ['simulate', 'reboot'],
-  summary: "the simulated Pi's reboot command (what its daemon runs instead of systemctl reboot)",
   help: rebootHelp,
   async run(argv) {
     const { values } = parseCommandArgs(this, argv, { dir: { type: 'string' }, tryboot: { type: 'boolean' } });

@@ -7,7 +7,6 @@ import { configPath, DEFAULT_CONFIG } from './daemon.js';
 
 export const statusCommand: Command = {
   path: ['status'],
-  summary: 'the local picture: slots, versions, current update, last result',
   help: `Usage: piota status [--config FILE] [--json]
 
 Shows the booted and committed slot, the version in each slot, the update in

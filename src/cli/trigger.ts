@@ -7,7 +7,6 @@ import { CommandError, integerOption, parseCommandArgs, required, UsageError, ty
 
 export const triggerCommand: Command = {
   path: ['trigger'],
-  summary: 'start an update on a device and follow it to its result',
   help: `Usage: piota trigger --device ID --uri URL [--hub-dir DIR | --connection-string CS]
                      [--ca FILE] [--timeout S] [--sha256 HEX] [--version V] [--apply-now] [--json]
 
