@@ -1,7 +1,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { piotaBin, World } from './world.js';
+import { piotaBin, waitFor, World } from './world.js';
 
 let world: World;
 beforeAll(async () => {
@@ -74,15 +74,24 @@ describe('maintenance windows', () => {
     expect(status(pi.dir).maintenanceWindow.open).toBe(false);
   }, 60_000);
 
-  it.concurrent('cancels an update waiting for its window: downloadFailed/cancelled, never switched to', async () => {
+  it.concurrent('cancels an update waiting for its window: downloadFailed/cancelled, never switched to', async ({ onTestFinished }) => {
     const pi = await world.pi('window-cancel', { daemonConfig: { maintenanceWindow: farWindow() } });
     const autobootBefore = await pi.autoboot();
     const simBefore = await pi.sim();
     const { url } = await world.bundle('fw-window-cancel', { version: '2.2.0' });
-    const answer = await world.invoke('window-cancel', 'firmwareUpdate', { fwPackageUri: url });
-    const updateId = answer.payload.updateId as string;
+    // The operator's view: piota trigger follows the update and shows what it waits for.
+    const trigger = spawn(process.execPath, [piotaBin, 'trigger', '--hub-dir', world.hubDir, '--device', 'window-cancel', '--uri', url, '--json', '--timeout', '50'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    onTestFinished(() => void (trigger.exitCode === null && trigger.kill()));
+    let out = '';
+    trigger.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((r) => trigger.once('exit', r));
+    const events = () => out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>);
+    const accepted = await waitFor('trigger to be accepted', async () => events().find((e) => e.event === 'accepted'));
+    const updateId = accepted.updateId as string;
     const waiting = await world.waitForUpdate('window-cancel', updateId, (fu) => fu.status === 'downloadComplete');
     expect(waiting.iothubDM.firmwareUpdate.waitingFor).toBe('applyWindow');
+    const shown = await waitFor('trigger to show the wait', async () => events().find((e) => e.event === 'status' && e.status === 'downloadComplete'));
+    expect(shown).toMatchObject({ waitingFor: 'applyWindow', applyAt: waiting.iothubDM.firmwareUpdate.applyAt });
 
     const cancel = await world.invoke('window-cancel', 'firmwareUpdateCancel', null);
     expect(cancel).toEqual({ status: 200, payload: { message: 'cancelled', updateId } });
@@ -100,5 +109,7 @@ describe('maintenance windows', () => {
     expect(state.slots[state.update.targetSlot]).toBeNull();
     expect(field(done.piota.slots[state.update.targetSlot], 'version')).toBeNull();
     expect(done.iothubDM.firmwareVersion).toBe('1.0.0');
+    expect(await exited).toBe(1); // trigger: downloadFailed
+    expect(events().at(-1)).toMatchObject({ event: 'result', result: 'downloadFailed', error: { code: 'cancelled' } });
   }, 60_000);
 });
