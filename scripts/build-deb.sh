@@ -50,6 +50,8 @@ mkdir -p "$lib" "$root/usr/bin" "$root/usr/lib/systemd/system" "$root/etc/piota"
 cp package.json package-lock.json config.example.json "$lib/"
 mkdir -p "$lib/bin"
 cp bin/piota.js "$lib/bin/piota.js"
+# The installer rides along, for provisioning a device whose image already carries piota.
+cp scripts/install.sh "$lib/install.sh"
 (cd dist && find . -name '*.js' -type f) | while read -r f; do
   mkdir -p "$lib/dist/$(dirname "$f")"
   cp "dist/$f" "$lib/dist/$f"
@@ -84,21 +86,30 @@ License: $(node -p 'require("./package.json").license')
 Comment: bundled npm dependencies are under /usr/lib/piota/node_modules, each with its licence.
 EOF
 
-# Maintainer scripts. Enabling works without a running systemd (it only makes the
-# multi-user.target.wants symlink), so an image built in a chroot boots with piota enabled;
-# starting and stopping happen only when systemd runs.
+# Maintainer scripts, in the shape debhelper's dh_installsystemd generates, using
+# deb-systemd-helper from init-system-helpers (Essential on Debian and Raspberry Pi OS): the unit is
+# enabled on the first installation, also without a running systemd (so an image built in a chroot
+# boots with piota enabled); an administrator's `systemctl disable` survives upgrades; remove masks
+# it, purge forgets it. Starting and stopping happen only when systemd runs.
 cat >"$root/DEBIAN/postinst" <<'EOF'
 #!/bin/sh
 set -e
-if [ "$1" = configure ]; then
-  if command -v systemctl >/dev/null 2>&1; then
-    systemctl enable piota.service >/dev/null 2>&1 || echo "piota: could not enable piota.service" >&2
+if [ "$1" = configure ] || [ "$1" = abort-upgrade ] || [ "$1" = abort-deconfigure ] || [ "$1" = abort-remove ]; then
+  # Removes only the mask deb-systemd-helper made when the package was removed.
+  deb-systemd-helper unmask piota.service >/dev/null || true
+  # was-enabled is true for a new installation.
+  if deb-systemd-helper --quiet was-enabled piota.service; then
+    deb-systemd-helper enable piota.service >/dev/null || true
+  else
+    deb-systemd-helper update-state piota.service >/dev/null || true
   fi
-  if [ -d /run/systemd/system ]; then
-    systemctl daemon-reload || true
-    # The unit starts only once the device is provisioned (ConditionPathExists= on the
-    # connection string), so this is harmless on a fresh install.
-    systemctl restart piota.service || echo "piota: piota.service did not start; see journalctl -u piota" >&2
+fi
+if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
+  systemctl --system daemon-reload >/dev/null || true
+  # The unit starts only on a provisioned device (ConditionPathExists= on the connection string),
+  # so this is harmless on a fresh install.
+  if systemctl --quiet is-enabled piota.service; then
+    deb-systemd-invoke restart piota.service >/dev/null || echo "piota: piota.service did not start; see journalctl -u piota" >&2
   fi
 fi
 exit 0
@@ -106,25 +117,26 @@ EOF
 cat >"$root/DEBIAN/prerm" <<'EOF'
 #!/bin/sh
 set -e
-case "$1" in
-  remove|upgrade|deconfigure)
-    if [ -d /run/systemd/system ]; then systemctl stop piota.service || true; fi ;;
-esac
+if [ -d /run/systemd/system ] && { [ "$1" = remove ] || [ "$1" = upgrade ] || [ "$1" = deconfigure ]; }; then
+  deb-systemd-invoke stop piota.service >/dev/null || true
+fi
 exit 0
 EOF
 cat >"$root/DEBIAN/postrm" <<'EOF'
 #!/bin/sh
 set -e
-case "$1" in
-  remove|purge)
-    if command -v systemctl >/dev/null 2>&1; then systemctl disable piota.service >/dev/null 2>&1 || true; fi
-    # disable leaves the symlink when the unit file is already gone: remove it by hand.
-    rm -f /etc/systemd/system/multi-user.target.wants/piota.service
-    if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi ;;
-esac
+if [ -d /run/systemd/system ]; then systemctl --system daemon-reload >/dev/null || true; fi
+if [ "$1" = remove ] && [ -x /usr/bin/deb-systemd-helper ]; then
+  deb-systemd-helper mask piota.service >/dev/null || true
+fi
 if [ "$1" = purge ]; then
+  if [ -x /usr/bin/deb-systemd-helper ]; then
+    deb-systemd-helper purge piota.service >/dev/null || true
+    deb-systemd-helper unmask piota.service >/dev/null || true
+  fi
   # The fleet config and the device's state (its connection string included). A stateDir other
-  # than the default is not known here (the config is already gone): remove it by hand.
+  # than the default is not known here (the config is already gone): install.sh --uninstall
+  # --purge removes it, or remove it by hand.
   rm -rf /etc/piota /data/piota
 fi
 exit 0
@@ -153,7 +165,7 @@ EOF
 # Normal permissions whatever the umask of the build machine was.
 find "$root" -type d -exec chmod 0755 {} +
 find "$root" -type f -exec chmod 0644 {} +
-chmod 0755 "$lib/bin/piota.js" "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
+chmod 0755 "$lib/bin/piota.js" "$lib/install.sh" "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
 
 mkdir -p "$out"
 deb="$(cd "$out" && pwd)/piota_${debversion}_all.deb"

@@ -12,7 +12,7 @@ twins, direct methods, the registry and twin REST API, telemetry.
                     server certificate carries it. Loopback names are served on 127.0.0.1 only.
   --mqtt-port P     device port, MQTT over TLS (default ${DEFAULT_MQTT_PORT}; 0 picks a free port)
   --https-port Q    service REST API port (default ${DEFAULT_HTTPS_PORT}; 0 picks a free port)
-  --quiet           do not log refused connections and requests on stderr
+  --quiet           do not log connections, disconnections and refusals on stderr
 
 Writes DIR/hub.json: {serviceConnectionString, caFile, host, mqttPort, httpsPort}.
 Register devices with: piota hub device add ID --dir DIR`;

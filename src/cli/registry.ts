@@ -10,6 +10,7 @@ import { hubStartCommand } from './hub-start.js';
 import { hubDeviceAddCommand } from './hub-device-add.js';
 import { simulateCommand, simulateRebootCommand } from './simulate.js';
 import { triggerCommand } from './trigger.js';
+import { demoCommand } from './demo.js';
 
 /**
  * Every subcommand, one module each. Add a command by importing its module here.
@@ -28,4 +29,5 @@ export const commands: Command[] = [
   simulateCommand,
   simulateRebootCommand,
   triggerCommand,
+  demoCommand,
 ];

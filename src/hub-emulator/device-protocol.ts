@@ -110,6 +110,7 @@ export class DeviceProtocol {
       close: () => client.close(),
     };
     this.links.set(client, link);
+    this.options.log(`device ${client.id} connected${client.clean ? ' (clean session)' : ''}`);
     this.core.sessions.connected(client.id, client.clean);
     this.core.attach(client.id, link);
     this.core.subscriptionsChanged(client.id);
@@ -121,11 +122,17 @@ export class DeviceProtocol {
     this.expiryTimers.delete(client);
     const link = this.links.get(client);
     this.links.delete(client);
-    if (link && this.core.detach(client.id, link)) this.core.sessions.disconnected(client.id, client.clean);
+    if (!link) return;
+    this.options.log(`device ${client.id} disconnected`);
+    // The core may have detached it already (a forced disconnect); a takeover's new link stays attached.
+    this.core.detach(client.id, link);
+    if (!this.core.isConnected(client.id)) this.core.sessions.disconnected(client.id, client.clean);
   }
 
   subscribed(client: Client, subs: Array<{ topic: string; qos: number }>): void {
-    this.core.sessions.subscribed(client.id, subs.map((s) => ({ topic: s.topic, qos: s.qos })));
+    // aedes reports refused subscriptions too, with qos 128: they are not part of the session.
+    const granted = subs.filter((s) => s.qos !== 128).map((s) => ({ topic: s.topic, qos: s.qos }));
+    this.core.sessions.subscribed(client.id, granted);
     this.core.subscriptionsChanged(client.id);
   }
 

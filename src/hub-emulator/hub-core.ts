@@ -3,7 +3,7 @@ import { HubError } from './errors.js';
 import type { DeviceRecord, Presence } from './device-record.js';
 import type { SessionStore } from './sessions.js';
 import type { DeviceStore } from './store.js';
-import { isObject, patchDesired, patchReported, patchTags, type Json, type JsonObject } from './twin.js';
+import { isObject, patchDesired, patchReported, patchTags, twinEtag, type Json, type JsonObject } from './twin.js';
 
 export const topics = {
   twinResponses: '$iothub/twin/res/#',
@@ -38,6 +38,18 @@ interface PendingMethod {
 }
 
 export const METHOD_PAYLOAD_LIMIT = 128 * 1024;
+
+/** PUT /twins replaces tags and desired: a patch that sets what is given and deletes what is left out. */
+function replacementPatch(record: DeviceRecord, body: JsonObject): JsonObject {
+  const fill = (now: JsonObject, next: JsonObject): JsonObject => {
+    const out: JsonObject = { ...next };
+    for (const k of Object.keys(now)) if (!(k in next)) out[k] = null;
+    return out;
+  };
+  const desired = isObject(body.properties) && isObject(body.properties.desired) ? body.properties.desired : {};
+  const tags = isObject(body.tags) ? body.tags : {};
+  return { tags: fill(record.twin.tags, tags), properties: { desired: fill(record.twin.desired.values, desired) } };
+}
 
 /**
  * The hub's state machine shared by the device protocol (MQTT) and the service API (HTTPS):
@@ -101,9 +113,12 @@ export class HubCore extends EventEmitter {
     if (p) p.lastActivityTime = new Date().toISOString();
   }
 
-  /** Disconnects a device (it was deleted or disabled). */
+  /** Disconnects a device (deleted, disabled, or a test simulating a network failure); it is offline at once. */
   disconnect(deviceId: string): void {
-    this.links.get(deviceId)?.close();
+    const link = this.links.get(deviceId);
+    if (!link) return;
+    this.detach(deviceId, link);
+    link.close();
   }
 
   // --- telemetry ------------------------------------------------------------------------------
@@ -119,15 +134,26 @@ export class HubCore extends EventEmitter {
 
   // --- twins ----------------------------------------------------------------------------------
 
-  private async existing(deviceId: string): Promise<DeviceRecord> {
-    const record = await this.store.find(deviceId);
+  /** Loads the device from disk if another process registered it; throws DeviceNotFound if unknown. */
+  private async load(deviceId: string): Promise<void> {
+    if (!(await this.store.find(deviceId))) throw new HubError('DeviceNotFound', `Device ${deviceId} not registered`);
+  }
+
+  /**
+   * The device's record as it is now. A change must read it, compute and `put` in one synchronous
+   * stretch (after `await load()`): two changes waiting at the same time then each start from the
+   * other's result instead of one overwriting the other.
+   */
+  private current(deviceId: string): DeviceRecord {
+    const record = this.store.get(deviceId);
     if (!record) throw new HubError('DeviceNotFound', `Device ${deviceId} not registered`);
     return record;
   }
 
   /** A reported patch from the device; resolves with the new reported `$version` once persisted. */
   async reportedPatch(deviceId: string, patch: JsonObject): Promise<number> {
-    const record = await this.existing(deviceId);
+    await this.load(deviceId);
+    const record = this.current(deviceId);
     const twin = patchReported(record.twin, patch);
     const next = { ...record, twin };
     await this.store.put(next);
@@ -139,11 +165,13 @@ export class HubCore extends EventEmitter {
    * A service patch `{tags?, properties: {desired?}}`, guarded by `ifMatch` (the twin etag, or `*`).
    * The desired part is pushed to the device (with `$version` inside the body, as IoT Hub does).
    */
-  async servicePatch(deviceId: string, body: JsonObject, ifMatch: string | undefined, etagOf: (r: DeviceRecord) => string): Promise<DeviceRecord> {
-    const record = await this.existing(deviceId);
-    if (ifMatch !== undefined && ifMatch !== '*' && ifMatch !== etagOf(record)) {
+  async servicePatch(deviceId: string, patch: JsonObject, ifMatch: string | undefined, mode: 'merge' | 'replace' = 'merge'): Promise<DeviceRecord> {
+    await this.load(deviceId);
+    const record = this.current(deviceId);
+    if (ifMatch !== undefined && ifMatch !== '*' && ifMatch !== twinEtag(record.twin)) {
       throw new HubError('PreconditionFailed', `Precondition failed: etag ${ifMatch} does not match the twin's current etag`);
     }
+    const body = mode === 'replace' ? replacementPatch(record, patch) : patch;
     // Other members (deviceId, etag, status... echoed from a twin the caller read) are read-only here and ignored.
     let twin = record.twin;
     if (body.tags !== undefined) {
@@ -211,7 +239,7 @@ export class HubCore extends EventEmitter {
   }
 
   async invokeMethod(deviceId: string, request: MethodRequest): Promise<MethodResult> {
-    await this.existing(deviceId);
+    await this.load(deviceId);
     if (!(await this.waitForMethodsSubscription(deviceId, request.connectTimeoutInSeconds))) {
       throw new HubError('DeviceNotOnline', `Device ${deviceId} is not online or not subscribed to direct methods`);
     }

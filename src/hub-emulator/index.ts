@@ -22,6 +22,8 @@ export interface HubOptions {
   host?: string;
   mqttPort?: number;
   httpsPort?: number;
+  /** Address to listen on; default 127.0.0.1 for a loopback host, else every interface. */
+  listenAddress?: string;
   /** Where the hub writes one line per notable event (refused connections...); silent by default. */
   log?: (message: string) => void;
 }
@@ -43,6 +45,8 @@ export interface RunningHub {
   connectedDevices(): string[];
   /** Device-to-cloud messages received from a device since this hub started. */
   telemetryCount(deviceId: string): number;
+  /** Drops a device's connection as a network failure would (its session is kept); false if it was not connected. */
+  disconnectDevice(deviceId: string): boolean;
 }
 
 /** Defaults: unprivileged ports next to IoT Hub's own (8883, 443). */
@@ -65,7 +69,13 @@ export async function readHubInfo(dir: string): Promise<HubInfo | undefined> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-  const info = JSON.parse(text) as Partial<HubInfo>;
+  let info: Partial<HubInfo>;
+  try {
+    info = JSON.parse(text) as Partial<HubInfo>;
+  } catch (err) {
+    throw new Error(`${hubJsonPath(dir)}: not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof info !== 'object' || info === null) throw new Error(`${hubJsonPath(dir)}: expected an object`);
   for (const field of ['serviceConnectionString', 'caFile', 'host'] as const) {
     if (typeof info[field] !== 'string') throw new Error(`${hubJsonPath(dir)}: field '${field}' must be a string`);
   }
@@ -118,7 +128,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   await mkdir(dir, { recursive: true });
   const policy = await loadPolicy(dir);
   const certs = await ensureCertificates(dir, host);
-  const store = await DeviceStore.open(dir);
+  const store = await DeviceStore.open(dir, log);
   const sessions = await SessionStore.open(dir);
   const core = new HubCore(store, sessions);
   const hostNames = [...new Set([host.toLowerCase(), 'localhost', '127.0.0.1'])];
@@ -158,7 +168,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   });
   const httpsServer = createHttpsServer({ key: certs.serverKeyPem, cert: certs.serverCertPem }, api.handle);
   httpsServer.on('tlsClientError', (err) => log(`TLS: ${err.message}`));
-  const address = bindAddress(host);
+  const address = options.listenAddress ?? bindAddress(host);
   let mqttPort: number;
   let httpsPort: number;
   try {
@@ -170,6 +180,10 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     await new Promise<void>((ok) => broker.close(() => ok()));
     throw err;
   }
+
+  // After start-up, a server error (say, out of file descriptors) is logged, never fatal.
+  mqttServer.on('error', (err) => log(`MQTT server: ${err.message}`));
+  httpsServer.on('error', (err) => log(`HTTPS server: ${err.message}`));
 
   const info: HubInfo = {
     serviceConnectionString: `HostName=${host};SharedAccessKeyName=${policy.name};SharedAccessKey=${policy.primaryKey}`,
@@ -199,6 +213,11 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     close,
     connectedDevices: () => core.connectedDevices(),
     telemetryCount: (id) => core.telemetryCount(id),
+    disconnectDevice: (id) => {
+      if (!core.isConnected(id)) return false;
+      core.disconnect(id);
+      return true;
+    },
   };
 }
 

@@ -4,7 +4,7 @@ import { identityEtag, identityView, newDeviceRecord, serviceTwinView, checkDevi
 import { METHOD_PAYLOAD_LIMIT, type HubCore } from './hub-core.js';
 import { parseQuery } from './query.js';
 import { parseSasToken, SasError, verifySasToken } from './sas.js';
-import { twinEtag, isObject, type Json, type JsonObject } from './twin.js';
+import { isObject, type Json, type JsonObject } from './twin.js';
 
 /** Largest request body read (a desired patch, a method payload and some JSON around them). */
 const BODY_LIMIT = 256 * 1024;
@@ -57,6 +57,14 @@ async function jsonBody(req: IncomingMessage): Promise<Json | undefined> {
     return JSON.parse(raw.toString('utf8')) as Json;
   } catch (err) {
     throw new HubError('ArgumentInvalid', `the request body is not valid JSON (${(err as Error).message})`);
+  }
+}
+
+function decodePathPart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new HubError('BadRequest', `'${part}' in the path is not URL-encoded properly`);
   }
 }
 
@@ -135,7 +143,7 @@ export class ServiceApi {
     const url = new URL(req.url ?? '/', 'https://hub.invalid');
     this.authorize(req);
     if (!url.searchParams.get('api-version')) throw new HubError('BadRequest', 'api-version is required');
-    const parts = url.pathname.split('/').filter((p) => p !== '').map((p) => decodeURIComponent(p));
+    const parts = url.pathname.split('/').filter((p) => p !== '').map(decodePathPart);
     const method = req.method ?? 'GET';
     const ifMatch = unquote(req.headers['if-match'] as string | undefined);
 
@@ -194,16 +202,19 @@ export class ServiceApi {
       }
       return v;
     };
-    const status = (spec.status as 'enabled' | 'disabled' | undefined) ?? 'enabled';
-    const existing = await this.core.store.find(id);
+    const givenStatus = spec.status as 'enabled' | 'disabled' | undefined;
+    await this.core.store.find(id);
+    // Re-read after the await: from here to put() nothing awaits, so concurrent updates cannot interleave.
+    const existing = this.core.store.get(id);
     if (!existing) {
       if (ifMatch !== undefined && ifMatch !== '*') throw new HubError('DeviceNotFound', `Device ${id} not registered`);
-      const record = newDeviceRecord(id, { primaryKey: key('primaryKey'), secondaryKey: key('secondaryKey') }, status);
+      const record = newDeviceRecord(id, { primaryKey: key('primaryKey'), secondaryKey: key('secondaryKey') }, givenStatus ?? 'enabled');
       await this.core.store.put(record);
       return { status: 200, body: identityView(record, this.core.presenceOf(id)) };
     }
     if (ifMatch === undefined) throw new HubError('DeviceAlreadyExists', `A device with ID '${id}' is already registered`);
     if (ifMatch !== '*' && ifMatch !== identityEtag(existing)) throw new HubError('PreconditionFailed', `etag ${ifMatch} does not match the device's`);
+    const status = givenStatus ?? existing.status;
     const updated: DeviceRecord = {
       ...existing,
       identityVersion: existing.identityVersion + 1,
@@ -234,20 +245,7 @@ export class ServiceApi {
 
   private async patchTwin(id: string, body: Json | undefined, ifMatch: string | undefined, replace: boolean): Promise<Reply> {
     const patch = requireObject(body, 'twin patch');
-    if (replace) {
-      // PUT replaces tags and desired: turn it into a patch that also deletes what is left out.
-      const current = await this.device(id);
-      const desired = isObject(patch.properties) && isObject(patch.properties.desired) ? patch.properties.desired : {};
-      const tags = isObject(patch.tags) ? patch.tags : {};
-      const fill = (now: JsonObject, next: JsonObject): JsonObject => {
-        const out: JsonObject = { ...next };
-        for (const k of Object.keys(now)) if (!(k in next)) out[k] = null;
-        return out;
-      };
-      patch.tags = fill(current.twin.tags, tags);
-      patch.properties = { desired: fill(current.twin.desired.values, desired) };
-    }
-    const updated = await this.core.servicePatch(id, patch, ifMatch, (r) => twinEtag(r.twin));
+    const updated = await this.core.servicePatch(id, patch, ifMatch, replace ? 'replace' : 'merge');
     return { status: 200, body: serviceTwinView(updated, this.core.presenceOf(id)) };
   }
 

@@ -19,10 +19,14 @@ export class DeviceStore {
   private readonly writing = new Map<string, Promise<void>>();
   private readonly queued = new Map<string, Promise<void>>();
 
-  private constructor(readonly dir: string) {}
+  private constructor(
+    readonly dir: string,
+    private readonly log: (message: string) => void,
+  ) {}
 
-  static async open(hubDir: string): Promise<DeviceStore> {
-    const store = new DeviceStore(join(hubDir, 'devices'));
+  /** `log` hears about device files that cannot be used (they are skipped, not fatal). */
+  static async open(hubDir: string, log: (message: string) => void = () => undefined): Promise<DeviceStore> {
+    const store = new DeviceStore(join(hubDir, 'devices'), log);
     await store.scan();
     return store;
   }
@@ -51,8 +55,12 @@ export class DeviceStore {
       if (!name.endsWith(SUFFIX) || name.startsWith('.')) continue;
       const id = decodeURIComponent(name.slice(0, -SUFFIX.length));
       if (this.records.has(id) || this.deleted.has(id)) continue;
-      const record = await this.load(id);
-      if (record) this.records.set(id, record);
+      try {
+        const record = await this.load(id);
+        if (record && !this.records.has(id)) this.records.set(id, record);
+      } catch (err) {
+        this.log(`skipping device file: ${(err as Error).message}`);
+      }
     }
   }
 
@@ -66,7 +74,10 @@ export class DeviceStore {
     const known = this.records.get(id);
     if (known) return known;
     this.deleted.delete(id);
-    const record = await this.load(id).catch(() => undefined);
+    const record = await this.load(id).catch((err: Error) => {
+      this.log(`skipping device file: ${err.message}`);
+      return undefined;
+    });
     if (record && !this.records.has(id)) this.records.set(id, record);
     return this.records.get(id);
   }

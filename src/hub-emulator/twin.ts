@@ -99,7 +99,11 @@ function validateArray(values: Json[], where: string, depth: number): void {
 /** Removes the read-only `$version` and `$metadata` a caller may echo back from a twin it read. */
 export function withoutReadOnly(patch: JsonObject): JsonObject {
   const copy: JsonObject = {};
-  for (const [k, v] of Object.entries(patch)) if (k !== '$version' && k !== '$metadata') copy[k] = v;
+  for (const [k, v] of Object.entries(patch)) {
+    // Assigning '__proto__' would set the prototype instead of a property: refuse it here, where it would vanish.
+    if (k === '__proto__') throw new HubError('ArgumentInvalid', "property name '__proto__' is not allowed");
+    if (k !== '$version' && k !== '$metadata') copy[k] = v;
+  }
   return copy;
 }
 

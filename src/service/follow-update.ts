@@ -45,6 +45,8 @@ export interface FollowOptions {
   onEvent(e: FollowEvent): void;
   /** For tests: the clock and the waiting. */
   sleep?: (ms: number) => Promise<void>;
+  /** Stops following (Ctrl-C in the demo): the promise rejects with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 export const EXIT = { applyComplete: 0, failed: 1, usage: 2, refused: 3, timeout: 4, offline: 5 } as const;
@@ -80,6 +82,7 @@ export async function triggerAndFollow(hub: HubService, options: FollowOptions):
   let lastBytes: number | null = null;
   let lastPollError = '';
   for (;;) {
+    if (options.signal?.aborted) throw options.signal.reason;
     if (Date.now() >= deadline) {
       return finish({ result: 'timeout', exitCode: EXIT.timeout, updateId, message: `no result within ${Math.round(options.timeoutMs / 1000)} s (last status: ${lastStatus ?? 'none'})` });
     }

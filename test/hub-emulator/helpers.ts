@@ -36,3 +36,61 @@ export async function eventually(check: () => boolean | Promise<boolean>, ms = 5
   }
   throw new Error(`timed out waiting for ${what}`);
 }
+
+/** Fails after `ms` instead of hanging (the device SDK never calls back on some lost requests). */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  const timeout = new Promise<never>((_, fail) => {
+    timer = setTimeout(() => fail(new Error(`no answer within ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export interface RawReply {
+  status: number;
+  headers: import('node:http').IncomingHttpHeaders;
+  text: string;
+  json: unknown;
+}
+
+/** A raw HTTPS call to the service API (to send what the SDK never would). */
+export async function rawRest(
+  hub: RunningHub,
+  method: string,
+  path: string,
+  options: { body?: string; headers?: Record<string, string>; authorization?: string | null } = {},
+): Promise<RawReply> {
+  const { request } = await import('node:https');
+  const { makeSasToken } = await import('../../src/hub-emulator/sas.js');
+  const ca = await readFile(hub.info.caFile, 'utf8');
+  const key = /SharedAccessKey=([^;]+)/.exec(hub.info.serviceConnectionString)![1];
+  const auth = options.authorization === undefined ? makeSasToken(hub.info.host, key, Math.floor(Date.now() / 1000) + 600, 'iothubowner') : options.authorization;
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: hub.info.host,
+        port: hub.info.httpsPort,
+        method,
+        path,
+        ca,
+        headers: { ...(auth ? { Authorization: auth } : {}), ...(options.body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...options.headers },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: unknown;
+          try {
+            json = text ? JSON.parse(text) : undefined;
+          } catch {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}

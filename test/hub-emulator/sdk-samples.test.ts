@@ -62,9 +62,17 @@ describe("the SDKs' own sample calls against the emulator", () => {
     device.onDeviceMethod('firmwareUpdate', (request, response) => {
       void response.send(200, { echo: request.payload, method: request.methodName });
     });
-    await eventually(async () => true);
     const client = serviceClient(hub.info);
     const { result } = await client.invokeDeviceMethod('pi-1', { methodName: 'firmwareUpdate', payload: { fwPackageUri: 'https://x/y' }, responseTimeoutInSeconds: 10 });
     expect(result).toEqual({ status: 200, payload: { echo: { fwPackageUri: 'https://x/y' }, method: 'firmwareUpdate' } });
+  });
+
+  it('disconnectDevice drops a link like a network failure; the SDK (with a method handler) comes back by itself', async () => {
+    expect(hub.disconnectDevice('pi-1')).toBe(true);
+    expect(hub.connectedDevices()).not.toContain('pi-1');
+    expect(hub.disconnectDevice('pi-1')).toBe(false);
+    await eventually(() => hub.connectedDevices().includes('pi-1'), 20_000, 'the SDK to reconnect');
+    const { result } = await serviceClient(hub.info).invokeDeviceMethod('pi-1', { methodName: 'firmwareUpdate', payload: 1, responseTimeoutInSeconds: 10 });
+    expect(result.status).toBe(200);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,8 +12,8 @@ const repo = fileURLToPath(new URL('../..', import.meta.url));
 const version = JSON.parse(await readFile(join(repo, 'package.json'), 'utf8')).version as string;
 const CS = 'HostName=fleet.azure-devices.net;DeviceId=pi-ci;SharedAccessKey=Y2ktdGVzdC1rZXk=';
 
-function run(cmd: string, args: string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}): SpawnSyncReturns<string> {
-  return spawnSync(cmd, args, { encoding: 'utf8', timeout: 120_000, maxBuffer: 64 * 1024 * 1024, input: options.input ?? '', env: { ...process.env, ...options.env } });
+function run(cmd: string, args: string[], options: { input?: string; env?: NodeJS.ProcessEnv; timeout?: number } = {}): SpawnSyncReturns<string> {
+  return spawnSync(cmd, args, { encoding: 'utf8', timeout: options.timeout ?? 120_000, maxBuffer: 64 * 1024 * 1024, input: options.input ?? '', env: { ...process.env, ...options.env } });
 }
 function ok(r: SpawnSyncReturns<string>): string {
   if (r.status !== 0) throw new Error(`${r.error?.message ?? ''} exit ${r.status}\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-2000)}`);
@@ -30,7 +30,24 @@ function realDpkgSkipReason(): string | undefined {
   if (!process.env.CI && process.env.PIOTA_DPKG_TESTS !== '1') return 'neither CI nor PIOTA_DPKG_TESTS is set (.ci/run sets it)';
   if (run('dpkg-query', ['-W', 'piota']).status === 0) return 'a piota package is already installed on this machine: not touching it';
   if (existsSync('/data/piota') || existsSync('/etc/piota')) return '/data/piota or /etc/piota exists on this machine: not touching it';
-  return undefined;
+  return takeMachineLock();
+}
+
+// Two test runs on one machine (two worktrees) must not install the package at the same time.
+const LOCK = '/run/lock/piota-dpkg-test.pid';
+function takeMachineLock(): string | undefined {
+  mkdirSync('/run/lock', { recursive: true });
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(LOCK, String(process.pid), { flag: 'wx' });
+      return undefined;
+    } catch {
+      const holder = Number(readFileSync(LOCK, 'utf8'));
+      if (holder > 0 && existsSync(`/proc/${holder}`)) return `another test run (PID ${holder}) is installing piota on this machine`;
+      rmSync(LOCK, { force: true }); // left by a run that died
+    }
+  }
+  return `could not take ${LOCK}`;
 }
 const skipReal = realDpkgSkipReason();
 if (skipReal) console.warn(`real dpkg install tests skipped: ${skipReal}`);
@@ -43,11 +60,12 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
   beforeAll(async () => {
     out = await mkdtemp(join(tmpdir(), 'piota-deb-'));
     const started = Date.now();
-    const stdout = ok(run('bash', [join(repo, 'scripts/build-deb.sh'), '--out', out]));
+    // Two cores shared with other test files: the build (tsc, npm ci, xz) takes 20-60 s.
+    const stdout = ok(run('bash', [join(repo, 'scripts/build-deb.sh'), '--out', out], { timeout: 230_000 }));
     deb = stdout.trim().split('\n').pop()!;
     console.log(`built ${deb} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     listing = ok(run('dpkg-deb', ['-c', deb])).trim().split('\n');
-  }, 180_000);
+  }, 240_000);
 
   afterAll(async () => {
     await rm(out, { recursive: true, force: true });
@@ -70,6 +88,7 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       '/usr/lib/piota/bin/piota.js', '/usr/lib/piota/dist/cli/main.js', '/usr/lib/piota/package.json',
       '/usr/lib/piota/node_modules/pino/package.json', '/usr/lib/piota/node_modules/azure-iot-device/package.json',
       '/usr/lib/systemd/system/piota.service', '/etc/piota/config.json', '/usr/share/doc/piota/copyright',
+      '/usr/share/doc/piota/raspberry-pi.md', '/usr/lib/piota/install.sh',
     ]) expect(p).toContain(expected);
     expect(p).toContain('/usr/bin/piota -> ../lib/piota/bin/piota.js');
     // Nothing for development (type declarations included), nothing compiled for one architecture, no source maps.
@@ -79,6 +98,7 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
     expect(p.filter((x) => x.endsWith('.node') || x.endsWith('.map'))).toEqual([]);
     expect(listing.filter((l) => !l.includes(' root/root '))).toEqual([]);
     expect(listing.find((l) => l.endsWith('/usr/lib/piota/bin/piota.js'))).toMatch(/^-rwxr-xr-x/);
+    expect(listing.find((l) => l.endsWith('/usr/lib/piota/install.sh'))).toMatch(/^-rwxr-xr-x/);
   });
 
   it('runs from the extracted tree and prints the package version', async () => {
@@ -95,6 +115,9 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
     const installedPaths = ['/usr/lib/piota', '/usr/bin/piota', '/usr/lib/systemd/system/piota.service'];
     const wants = '/etc/systemd/system/multi-user.target.wants/piota.service';
     const status = () => run('dpkg-query', ['-W', '-f=${Status} ${Version}', 'piota']);
+
+    // dpkg unpacks and deletes some 10,000 files each time: slow on a busy machine.
+    const slow = { timeout: 120_000 };
 
     beforeAll(async () => {
       // Depends: nodejs (>= 20). Where node did not come from the Debian package, an equivs-style
@@ -128,9 +151,10 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       await rm('/data/piota', { recursive: true, force: true });
       if (createdData) await rm('/data', { recursive: true, force: true });
       if (shim) run('dpkg', ['--purge', shim]);
+      rmSync(LOCK, { force: true });
     });
 
-    it('installs: /usr/bin/piota runs, the unit verifies cleanly in place, the service is enabled', () => {
+    it('installs: /usr/bin/piota runs, the unit verifies cleanly in place, the service is enabled', slow, () => {
       const r = run('dpkg', ['-i', deb], { env: { DEBIAN_FRONTEND: 'noninteractive' } });
       expect(r.status, r.stderr).toBe(0);
       expect(status().stdout).toBe(`install ok installed ${version}`);
@@ -140,7 +164,8 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       expect(existsSync(wants)).toBe(true);
     });
 
-    it('keeps a changed config and the state across an upgrade', async () => {
+    it('keeps a changed config, the state and a disabled service across an upgrade', slow, async () => {
+      ok(run('systemctl', ['disable', 'piota.service']));
       const config = (await readFile('/etc/piota/config.json', 'utf8')).replace('"logLevel": "info"', '"logLevel": "debug"');
       await writeFile('/etc/piota/config.json', config);
       await mkdir('/data/piota', { recursive: true, mode: 0o700 });
@@ -149,13 +174,17 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       expect(r.status, r.stderr).toBe(0);
       expect(await readFile('/etc/piota/config.json', 'utf8')).toBe(config);
       expect(await readFile('/data/piota/connection-string', 'utf8')).toBe(CS);
+      expect(existsSync(wants), 'an administrator disabled it: the upgrade must not enable it').toBe(false);
+      ok(run('systemctl', ['enable', 'piota.service']));
     });
 
-    it('remove keeps config and state; purge leaves nothing behind', async () => {
+    it('remove keeps config and state; purge leaves nothing behind', slow, async () => {
       ok(run('dpkg', ['--remove', 'piota']));
       expect(status().stdout).toBe(`deinstall ok config-files ${version}`);
       for (const p of installedPaths) expect(existsSync(p), p).toBe(false);
       expect(existsSync(wants)).toBe(false);
+      // As debhelper's scripts do: a removed package's unit is masked until purge or reinstall.
+      expect(readlinkSync('/etc/systemd/system/piota.service')).toBe('/dev/null');
       expect(existsSync('/etc/piota/config.json')).toBe(true);
       expect(existsSync('/data/piota/connection-string')).toBe(true);
 
@@ -165,10 +194,14 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       expect(gone.stderr).toMatch(/no packages found matching piota|not installed/);
       for (const p of [...installedPaths, wants, '/etc/piota', '/data/piota']) expect(existsSync(p), p).toBe(false);
       expect(readdirSync('/var/lib/dpkg/info').filter((f) => f.startsWith('piota.'))).toEqual([]);
+      // No enablement, mask or deb-systemd-helper state left.
+      const leftovers = ['/etc/systemd', '/var/lib/systemd'].flatMap((d) => existsSync(d)
+        ? readdirSync(d, { recursive: true }).map(String).filter((f) => f.includes('piota')).map((f) => join(d, f)) : []);
+      expect(leftovers).toEqual([]);
       expect(run('dpkg', ['-S', '/usr/lib/piota']).status).not.toBe(0);
     });
 
-    it('scripts/install.sh installs the .deb for real, then uninstalls and purges it', async () => {
+    it('scripts/install.sh installs the .deb for real, then uninstalls and purges it', slow, async () => {
       // The state directory must not be on the root filesystem: a tmpfs plays the data partition.
       ok(run('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', '/data']));
       mountedData = true;
@@ -185,13 +218,17 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       expect(JSON.parse(await readFile('/etc/piota/config.json', 'utf8')).trustedKeys).toEqual(['/etc/piota/keys/vendor.pub']);
       expect(await readFile('/data/piota/connection-string', 'utf8')).toBe(CS);
       expect(existsSync(wants)).toBe(true);
-      // Again: nothing changes, nothing fails.
-      expect(run('bash', [join(repo, 'scripts/install.sh'), ...args], { input: CS }).status).toBe(0);
+      // Again, with the copy the package carries (how a device whose image has piota is provisioned):
+      // nothing changes, nothing fails.
+      const again = run('bash', ['/usr/lib/piota/install.sh', '--connection-string', '-'], { input: CS });
+      expect(again.status, again.stderr).toBe(0);
+      expect(again.stdout).toMatch(/keeping the existing/);
+      expect(JSON.parse(await readFile('/etc/piota/config.json', 'utf8')).model).toBe('raspberrypi5');
 
       const u = run('bash', [join(repo, 'scripts/install.sh'), '--uninstall', '--purge']);
       expect(u.status, u.stderr).toBe(0);
       expect(status().status).not.toBe(0);
-      for (const p of [...installedPaths, wants, '/etc/piota', '/data/piota']) expect(existsSync(p), p).toBe(false);
+      for (const p of [...installedPaths, wants, '/etc/piota', '/data/piota', '/etc/systemd/system/piota.service']) expect(existsSync(p), p).toBe(false);
       ok(run('umount', ['/data']));
       mountedData = false;
     });

@@ -27,7 +27,7 @@ describe('systemd/piota.service', () => {
       'Type=notify', 'NotifyAccess=all', 'Restart=on-failure', 'RuntimeDirectory=piota',
       'ExecStart=/usr/bin/piota daemon --config /etc/piota/config.json',
       'Wants=network-online.target', 'After=network-online.target', 'WantedBy=multi-user.target',
-      'SyslogLevelPrefix=yes',
+      'SyslogLevelPrefix=yes', 'SyslogLevel=err',
     ]) expect(s).toContain(line);
     expect(s.some((l) => /^WatchdogSec=\d+s$/.test(l))).toBe(true);
     expect(s.some((l) => l.startsWith('After=') && l.includes('time-sync.target'))).toBe(false);
@@ -74,6 +74,7 @@ describe('systemd/piota.service', () => {
     });
 
     it('has the security exposure recorded in docs/raspberry-pi.md', async () => {
+      await verify(unit); // leaves the unmodified unit (but for ExecStart) in dir/piota.service
       const copy = join(dir, 'piota.service');
       const r = spawnSync('systemd-analyze', ['security', '--offline=true', '--no-pager', copy], { encoding: 'utf8' });
       const measured = /Overall exposure level for piota\.service: ([\d.]+)/.exec(r.stdout)?.[1];
