@@ -26,10 +26,14 @@ function field(section: Record<string, any>, name: string): unknown {
   return section[name] ?? null;
 }
 
-function status(deviceDir: string): Record<string, any> {
-  const r = spawnSync(process.execPath, [piotaBin, 'status', '--config', join(deviceDir, 'config.json'), '--json'], { encoding: 'utf8' });
+function statusText(deviceDir: string, ...flags: string[]): string {
+  const r = spawnSync(process.execPath, [piotaBin, 'status', '--config', join(deviceDir, 'config.json'), ...flags], { encoding: 'utf8' });
   expect(r.status, r.stderr).toBe(0);
-  return JSON.parse(r.stdout) as Record<string, any>;
+  return r.stdout;
+}
+
+function status(deviceDir: string): Record<string, any> {
+  return JSON.parse(statusText(deviceDir, '--json')) as Record<string, any>;
 }
 
 describe('maintenance windows', () => {
@@ -50,6 +54,9 @@ describe('maintenance windows', () => {
     const local = status(pi.dir);
     expect(local.maintenanceWindow).toEqual({ ...window, open: false, nextOpening: new Date(opening).toISOString() });
     expect(local.update).toMatchObject({ status: 'downloadComplete', waitingFor: 'applyWindow', applyAt: new Date(opening).toISOString() });
+    const human = statusText(pi.dir);
+    expect(human).toContain(`window:         ${window.cron} for 1 min (Asia/Kolkata); closed, next opening ${new Date(opening).toISOString()}`);
+    expect(human).toContain(`waiting for:    the maintenance window; applies at ${new Date(opening).toISOString()}`);
 
     // The wait lives in the persisted phase: after a power cut the new daemon waits again.
     await pi.powerCut();
