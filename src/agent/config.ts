@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
+import { MaintenanceSchedule, WindowScheduleError } from './maintenance-window.js';
 
 export type SlotName = 'A' | 'B';
 export const SLOT_NAMES: readonly SlotName[] = ['A', 'B'];
@@ -178,7 +179,23 @@ function maintenanceWindow(v: unknown): MaintenanceWindow {
     cron: nonEmptyString(o.cron, 'maintenanceWindow.cron'),
     durationMinutes: integer(o.durationMinutes, 'maintenanceWindow.durationMinutes', 1, 7 * 24 * 60),
   };
-  if (o.timeZone !== undefined) w.timeZone = nonEmptyString(o.timeZone, 'maintenanceWindow.timeZone');
+  for (const key of Object.keys(o)) {
+    if (!['cron', 'durationMinutes', 'timeZone'].includes(key)) throw new ConfigError(`maintenanceWindow: unknown field '${key}' (expected cron, durationMinutes, timeZone)`);
+  }
+  if (o.timeZone !== undefined && o.timeZone !== null) w.timeZone = nonEmptyString(o.timeZone, 'maintenanceWindow.timeZone');
+  // The expression and the zone are checked now, so a typo stops the daemon at start, not at the first update.
+  let schedule: MaintenanceSchedule;
+  try {
+    schedule = new MaintenanceSchedule(w);
+  } catch (err) {
+    if (err instanceof WindowScheduleError) throw new ConfigError(err.message);
+    throw err;
+  }
+  try {
+    if (schedule.nextOpening(Date.now()) === null) throw new ConfigError(`maintenanceWindow.cron: '${w.cron}' never matches in the next four years`);
+  } finally {
+    schedule.dispose();
+  }
   return w;
 }
 

@@ -1,6 +1,8 @@
 import { ConfigError, loadConfig } from '../agent/config.js';
 import { StateStore, isTerminal, reportedStatus } from '../agent/device-state.js';
 import { runningVersion } from '../agent/inventory.js';
+import { windowWaitUntil } from '../agent/apply-window.js';
+import { MaintenanceSchedule } from '../agent/maintenance-window.js';
 import { TrybootBackend } from '../boot/tryboot.js';
 import { CommandError, parseCommandArgs, type Command } from './command.js';
 import { configPath, DEFAULT_CONFIG } from './daemon.js';
@@ -15,7 +17,10 @@ and the boot configuration; works whether the daemon runs or not.
 
 Options:
   --config FILE   the daemon configuration (default: $PIOTA_CONFIG, else ${DEFAULT_CONFIG})
-  --json          one JSON object (shape in docs/status.md)`,
+  --json          one JSON object (shape in docs/status.md)
+
+With a maintenanceWindow in the config it shows the window, whether it is open
+and when it next opens; an update waiting for it shows when it will apply.`,
   async run(argv) {
     const { values } = parseCommandArgs(this, argv, { config: { type: 'string' }, json: { type: 'boolean' } });
     let config;
@@ -37,6 +42,19 @@ Options:
     const committedSlot = await bootFact('committed slot', () => boot.committedSlot());
     const trialBoot = await bootFact('trial state', () => boot.isTrialBoot());
     const u = state.update;
+    const now = Date.now();
+    const schedule = config.maintenanceWindow ? new MaintenanceSchedule(config.maintenanceWindow) : null;
+    const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+    const window = schedule && {
+      cron: schedule.cron,
+      durationMinutes: schedule.durationMinutes,
+      timeZone: schedule.timeZone,
+      open: schedule.isOpen(now),
+      nextOpening: iso(schedule.nextOpening(now)),
+    };
+    // The same rule as the daemon's: a downloaded update waits while the window is closed, unless sent with "now".
+    const applyAt = u && schedule && u.phase === 'downloadComplete' && !u.applyNow ? iso(windowWaitUntil(schedule, now)) : null;
+    schedule?.dispose();
     const describe = u && {
       updateId: u.updateId,
       status: reportedStatus(u.phase),
@@ -52,6 +70,8 @@ Options:
       },
       error: u.error,
       times: u.times,
+      waitingFor: applyAt ? ('applyWindow' as const) : null,
+      applyAt,
     };
     const report = {
       model: config.model,
@@ -60,6 +80,7 @@ Options:
       trialBoot,
       runningVersion: await runningVersion(config, state, bootedSlot),
       slots: state.slots,
+      maintenanceWindow: window,
       update: u && !isTerminal(u.phase) ? describe : null,
       lastResult: u && isTerminal(u.phase) ? describe : null,
     };
@@ -76,11 +97,17 @@ Options:
       const r = state.slots[s];
       lines.push(`slot ${s}:         ${r ? `${r.version} (installed ${r.installedAt})` : 'not installed by piota'}`);
     }
+    if (window) {
+      lines.push(`window:         ${window.cron} for ${window.durationMinutes} min (${window.timeZone}); ${window.open ? 'open now' : 'closed'}, next opening ${window.nextOpening ?? 'none within four years'}`);
+    } else {
+      lines.push('window:         none (updates apply as soon as downloaded)');
+    }
     const d = describe;
     if (d && report.update) {
       const p = d.progress;
       lines.push(`update:         ${d.status} ${d.targetVersion ?? ''} into slot ${d.targetSlot} (${d.updateId})`);
       if (p.totalBytes) lines.push(`progress:       ${p.bytes} of ${p.totalBytes} bytes (${p.percent}%)`);
+      if (d.applyAt) lines.push(`waiting for:    the maintenance window; applies at ${d.applyAt}`);
     } else {
       lines.push('update:         none in progress');
     }
