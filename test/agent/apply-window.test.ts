@@ -93,6 +93,7 @@ describe('cancelling around the window', () => {
       state,
       save: async () => void saves++,
       statusChanged: () => undefined,
+      refreshInventory: async () => undefined,
       logger,
       // downloadComplete uses only the window gate; anything else would be a bug here.
       context: { applyWindowOpen } as PhaseContextBase,
