@@ -2,11 +2,13 @@ import { createHash, type Hash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { readVerifiedHeader, verifyChunks, type DeviceTrust, type VerifiedHeader } from '../bundle/verifier.js';
 import { BundleError } from '../bundle/errors.js';
+import { MAGIC } from '../bundle/format.js';
 import { openDownload, DownloadError, type DownloadResponse } from '../download/https-source.js';
 import type { SlotPartitions } from './config.js';
 import type { BundleSummary, UpdateRecord } from './device-state.js';
 import type { PartitionWriter, SlotStorage } from './ports.js';
 import { UpdateFailure } from './update-failure.js';
+import { writePlainImage } from './plain-image.js';
 
 export interface DownloadDeps {
   storage: SlotStorage;
@@ -21,6 +23,8 @@ export interface DownloadDeps {
   signal: AbortSignal;
   /** How often written chunks are synced and the position persisted. */
   checkpointIntervalMs?: number;
+  /** The device config allows unsigned plain images pinned by sha256. */
+  allowPlainImages?: boolean;
 }
 
 /**
@@ -37,8 +41,14 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
   const writers = new Map<string, PartitionWriter>();
   try {
     first = await open(update.fwPackageUri, 0, deps);
+    const { head, stream } = await peek(first.body, MAGIC.length);
+    if (!head.equals(MAGIC)) {
+      if (!deps.allowPlainImages) throw new UpdateFailure('notABundle', 'the file at the URI is not a piota bundle (and this device accepts no plain images)');
+      await writePlainImage(update, stream, first.totalSize, { ...deps, securityVersion: deps.trust.securityVersion });
+      return;
+    }
     const pin = update.pinnedSha256 ? createHash('sha256') : null;
-    const body = pin ? tee(first.body, pin) : first.body;
+    const body = pin ? tee(stream, pin) : stream;
     const header = await readVerifiedHeader(body, deps.trust).catch((err: unknown) => {
       throw asFailure(err);
     });
@@ -145,6 +155,30 @@ async function checkPartitions(summary: BundleSummary, deps: DownloadDeps): Prom
       throw new UpdateFailure('tooLarge', `the ${p.name} image has ${p.imageSize} bytes, but ${path} holds only ${size}`);
     }
   }
+}
+
+/** Reads the first `length` bytes, and gives back a stream that still starts with them. */
+async function peek(source: AsyncIterable<Uint8Array>, length: number): Promise<{ head: Buffer; stream: AsyncIterable<Uint8Array> }> {
+  const iterator = source[Symbol.asyncIterator]();
+  const pieces: Buffer[] = [];
+  let have = 0;
+  let done = false;
+  while (have < length) {
+    const next = await iterator.next();
+    if (next.done) {
+      done = true;
+      break;
+    }
+    pieces.push(Buffer.from(next.value));
+    have += next.value.length;
+  }
+  const first = Buffer.concat(pieces);
+  async function* stream(): AsyncIterable<Uint8Array> {
+    if (first.length > 0) yield first;
+    if (done) return;
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+  }
+  return { head: first.subarray(0, length), stream: stream() };
 }
 
 async function* tee(source: AsyncIterable<Uint8Array>, hash: Hash): AsyncIterable<Uint8Array> {

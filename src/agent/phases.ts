@@ -71,6 +71,7 @@ async function downloading(ctx: PhaseContext): Promise<PhaseOutcome> {
         checkpoint: () => ctx.save(),
         progress: () => ctx.reportProgress(),
         signal: ctx.signal,
+        allowPlainImages: ctx.config.allowPlainImages,
       });
       return { event: 'downloaded' };
     } catch (err) {
