@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+// The daemon's download path (HTTPS → bundle verifier → slot partition, with syncs and checkpoints)
+// against a baseline measured in the same run: the same file over the same HTTPS server, hashed and
+// written to a file, nothing else. The ratio says what verification and slot handling cost.
+// Usage: npm run bench:download [-- --size MiB] [-- --rounds N]   (needs `npm run build`)
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, open, rm, stat, truncate } from 'node:fs/promises';
+import { createServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import { createBundle, generateKeyPair } from '../dist/bundle/index.js';
+import { ensureCertificates } from '../dist/hub-emulator/certificates.js';
+import { openDownload } from '../dist/download/https-source.js';
+import { downloadToSlot } from '../dist/agent/download-to-slot.js';
+import { hashPartition, openPartitionForWrite, partitionSize } from '../dist/slots/index.js';
+
+const { values } = parseArgs({ options: { size: { type: 'string', default: '128' }, rounds: { type: 'string', default: '3' } } });
+const MiB = 1024 * 1024;
+const size = Number(values.size) * MiB;
+const rounds = Number(values.rounds);
+
+const dir = await mkdtemp(join(tmpdir(), 'piota-bench-dl-'));
+let server;
+try {
+  const fh = await open(join(dir, 'image'), 'w');
+  const text = Buffer.alloc(MiB / 2, 'piota firmware download benchmark\n');
+  for (let at = 0; at < size; at += MiB) await fh.write(Buffer.concat([randomBytes(MiB / 2), text]));
+  await fh.close();
+  const key = generateKeyPair();
+  const bundle = join(dir, 'fw.piota');
+  await createBundle({ out: bundle, version: '1', compatible: ['bench'], payloads: [{ name: 'rootfs', file: join(dir, 'image') }], compression: 'gzip', signingKeys: [key.privateKeyPem] });
+  const bundleSize = (await stat(bundle)).size;
+
+  const certs = await ensureCertificates(join(dir, 'tls'), 'localhost');
+  server = createServer({ key: certs.serverKeyPem, cert: certs.serverCertPem }, (req, res) => {
+    res.writeHead(200, { 'Content-Length': bundleSize });
+    createReadStream(bundle, { highWaterMark: 256 * 1024 }).pipe(res);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const url = `https://localhost:${server.address().port}/fw.piota`;
+  const slot = join(dir, 'slot-rootfs');
+  await (await open(slot, 'w')).close();
+  await truncate(slot, size + 64 * MiB);
+
+  const baseline = async () => {
+    const r = await openDownload({ url, ca: certs.caPem });
+    const h = createHash('sha256');
+    const out = await open(join(dir, 'baseline'), 'w');
+    let at = 0;
+    for await (const piece of r.body) {
+      h.update(piece);
+      await out.write(piece, 0, piece.length, at);
+      at += piece.length;
+    }
+    await out.sync();
+    await out.close();
+    return h.digest('hex');
+  };
+  let peakGrowth = 0;
+  const daemonPath = async () => {
+    const update = { updateId: 'bench', fwPackageUri: url, pinnedSha256: null, expectedVersion: null, nextChunk: 0, bytesDownloaded: 0, bundle: null };
+    const rssBefore = process.memoryUsage().rss;
+    const timer = setInterval(() => (peakGrowth = Math.max(peakGrowth, process.memoryUsage().rss - rssBefore)), 20);
+    try {
+      await downloadToSlot(update, {
+        storage: { partitionSize, openForWrite: (p) => openPartitionForWrite(p), hashFromMedium: hashPartition },
+        trust: { trustedKeys: [key.publicKeyPem], model: 'bench', securityVersion: 0 },
+        targetPartitions: { rootfs: slot },
+        downloadCa: certs.caPem,
+        logger: pino({ level: 'silent' }),
+        checkpoint: async () => undefined,
+        progress: () => undefined,
+        signal: new AbortController().signal,
+      });
+    } finally {
+      clearInterval(timer);
+    }
+  };
+  const best = async (fn) => {
+    let min = Infinity;
+    for (let i = 0; i < rounds; i++) {
+      const t = process.hrtime.bigint();
+      await fn();
+      min = Math.min(min, Number(process.hrtime.bigint() - t) / 1e9);
+    }
+    return min;
+  };
+  const tBase = await best(baseline);
+  const tDaemon = await best(daemonPath);
+  const mbps = (s) => (bundleSize / MiB / s).toFixed(0);
+  console.log(`download benchmark: ${size / MiB} MiB image in a ${(bundleSize / MiB).toFixed(0)} MiB gzip bundle over HTTPS on loopback, best of ${rounds}, node ${process.version}`);
+  console.log(`  baseline (HTTPS → sha256 → file):                 ${tBase.toFixed(2)} s  ${mbps(tBase)} MiB/s`);
+  console.log(`  daemon path (HTTPS → verifier → slot, synced):    ${tDaemon.toFixed(2)} s  ${mbps(tDaemon)} MiB/s`);
+  console.log(`  ratio daemon/baseline throughput: ${(tBase / tDaemon).toFixed(2)}; peak RSS growth in the daemon path: ${(peakGrowth / MiB).toFixed(0)} MiB`);
+} finally {
+  server?.close();
+  await rm(dir, { recursive: true, force: true });
+}
