@@ -3,7 +3,10 @@
 // against a baseline measured in the same run: the same file over the same HTTPS server, hashed and
 // written to a file, nothing else. The ratio says what verification and slot handling cost.
 // Usage: npm run bench:download [-- --size MiB] [-- --rounds N]   (needs `npm run build`)
+import { Buffer } from 'node:buffer';
 import { createHash, randomBytes } from 'node:crypto';
+import { setInterval, clearInterval } from 'node:timers';
+/* global AbortSignal */
 import { createReadStream } from 'node:fs';
 import { mkdtemp, open, rm, stat, truncate } from 'node:fs/promises';
 import { createServer } from 'node:https';
@@ -73,7 +76,7 @@ try {
         logger: pino({ level: 'silent' }),
         checkpoint: async () => undefined,
         progress: () => undefined,
-        signal: new AbortController().signal,
+        signal: AbortSignal.timeout(10 * 60_000),
       });
     } finally {
       clearInterval(timer);
