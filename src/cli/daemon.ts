@@ -38,6 +38,13 @@ Exit codes: 0 stopped by SIGTERM/SIGINT; 2 configuration error; 1 any other star
       throw err;
     }
     const logger = createLogger({ level: config.logLevel });
+    // A bug must reach the journal as one JSON line, and systemd restarts the daemon (state is on disk).
+    const fatal = (kind: string) => (err: unknown) => {
+      logger.fatal({ err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, kind);
+      process.exit(1);
+    };
+    process.on('uncaughtException', fatal('uncaught exception'));
+    process.on('unhandledRejection', fatal('unhandled promise rejection'));
     let daemon;
     try {
       daemon = await startDaemon(config, logger, packageVersion());
