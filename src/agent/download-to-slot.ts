@@ -60,14 +60,14 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
     let fromChunk = 0;
     if (resumeAt > 0 && sameBundle(update.bundle, summary) && resumeAt < summary.chunkCount) {
       fromChunk = resumeAt;
-      await header.rest.return(undefined);
+      await header.rest.return();
       first.destroy();
       const offset = header.manifest.chunks[fromChunk].bundleOffset;
       second = await open(update.fwPackageUri, offset, deps);
       source = second.body;
       deps.logger.info({ updateId: update.updateId, chunk: fromChunk, offset }, 'resuming the download');
     } else if (resumeAt >= summary.chunkCount && sameBundle(update.bundle, summary) && !pin) {
-      await header.rest.return(undefined);
+      await header.rest.return();
       return; // everything was already on the medium
     }
     update.bundle = summary;
