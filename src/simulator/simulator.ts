@@ -89,6 +89,8 @@ class SimulatedPi {
   private restartTimer: NodeJS.Timeout | undefined;
   private crashes: number[] = [];
   private ending = false;
+  /** A reboot was accepted and the board has not booted yet: later requests merge into it. */
+  private rebootPending = false;
   /** Every transition runs in order, one at a time: events only enqueue. */
   private actions: Promise<void> = Promise.resolve();
   private writes: Promise<void> = Promise.resolve();
@@ -115,7 +117,13 @@ class SimulatedPi {
 
   async powerOn(): Promise<void> {
     this.logFile = await open(this.options.daemonLog, 'a');
-    this.server = await listenForReboots(this.options.socket, (request) => this.enqueue(() => this.reboot(request)));
+    this.server = await listenForReboots(this.options.socket, (request) => {
+      // As systemd merges a second reboot job into the running one: a late request from the old
+      // daemon must not reboot the board it has just booted.
+      if (this.rebootPending) return;
+      this.rebootPending = true;
+      this.enqueue(() => this.reboot(request));
+    });
     this.enqueue(() => this.boot(false));
   }
 
@@ -236,12 +244,16 @@ class SimulatedPi {
   }
 
   private async reboot(request: RebootRequest): Promise<void> {
-    if (this.ending) return;
+    if (this.ending) return void (this.rebootPending = false);
     this.clearTimers();
     this.log(request.tryboot ? 'reboot requested (tryboot)' : 'reboot requested');
-    await this.stopDaemon();
-    await this.publish();
-    await this.boot(request.tryboot);
+    try {
+      await this.stopDaemon();
+      await this.publish();
+      await this.boot(request.tryboot);
+    } finally {
+      this.rebootPending = false;
+    }
   }
 
   /** SIGTERM, then SIGKILL after the grace period, as systemd does at shutdown. */

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeStubDaemon, stubEvents } from '../simulator/stub-daemon.js';
-import { waitFor, waitForSim } from '../simulator/helpers.js';
+import { waitFor, waitForSim, ensureBuilt } from '../simulator/helpers.js';
 
 const bin = fileURLToPath(new URL('../../bin/piota.js', import.meta.url));
 const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
@@ -20,12 +20,7 @@ let stubEnv: Record<string, string>;
 let child: ChildProcess | undefined;
 let output: { stdout: string; stderr: string };
 
-beforeAll(() => {
-  if (!existsSync(new URL('../../dist/cli/main.js', import.meta.url))) {
-    const r = spawnSync('npm', ['run', 'build'], { cwd: new URL('../..', import.meta.url), stdio: 'inherit' });
-    if (r.status !== 0) throw new Error('npm run build failed');
-  }
-});
+beforeAll(ensureBuilt);
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'piota-simcli-'));

@@ -3,13 +3,13 @@ import { mkdtemp, rm, readFile, readdir, writeFile, stat } from 'node:fs/promise
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync, execFile } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { simLayout, createLayout, type SimLayout } from '../../src/simulator/layout.js';
 import { startSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/simulator.js';
 import { simulatedDaemonConfig, writeDaemonConfig, firmwareConfigOf, piotaBin } from '../../src/simulator/daemon-config.js';
 import { TrybootBackend, readAutoboot } from '../../src/boot/index.js';
 import { writeStubDaemon, stubEvents } from './stub-daemon.js';
-import { waitFor, waitForSim, readSimJson } from './helpers.js';
+import { waitFor, waitForSim, readSimJson, ensureBuilt } from './helpers.js';
 
 let dir: string;
 let layout: SimLayout;
@@ -18,13 +18,7 @@ let stubLog: string;
 let sim: Simulator | undefined;
 let boot: TrybootBackend;
 
-beforeAll(() => {
-  // The reboot command is the real `piota simulate reboot`, run from dist/.
-  if (!existsSync(new URL('../../dist/cli/main.js', import.meta.url))) {
-    const r = spawnSync('npm', ['run', 'build'], { cwd: new URL('../..', import.meta.url), stdio: 'inherit' });
-    if (r.status !== 0) throw new Error('npm run build failed');
-  }
-});
+beforeAll(ensureBuilt);
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'piota-sim-'));
@@ -194,6 +188,18 @@ describe('the simulated Pi firmware', () => {
     await waitForSim(layout.simJson, 'the reboot', running(2));
     await new Promise((r) => setTimeout(r, 300));
     expect((await readSimJson(layout.simJson))?.bootCount).toBe(2); // not booted twice
+  });
+
+  it('merges reboot requests that arrive while a reboot is under way', async () => {
+    // A daemon that ignores SIGTERM keeps the first reboot busy for the whole grace period.
+    await start({ stopGraceMs: 1500 }, { STUB_IGNORE_TERM: '1' });
+    await waitForSim(layout.simJson, 'the first boot', running(1));
+    expect((await rebootCommand(false)).status).toBe(0);
+    const late = await Promise.all([rebootCommand(true), rebootCommand(false)]);
+    expect(late.map((a) => a.status)).toEqual([0, 0]);
+    expect(await waitForSim(layout.simJson, 'the reboot', running(2))).toMatchObject({ trial: false });
+    await new Promise((r) => setTimeout(r, 400));
+    expect((await readSimJson(layout.simJson))?.bootCount).toBe(2);
   });
 
   it("the daemon can run the config's tryboot command itself, with no PATH", async () => {
