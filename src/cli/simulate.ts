@@ -130,6 +130,7 @@ export const simulateCommand: Command = {
       await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
       await ensureConnectionString(config.stateDir, hubDir, deviceId, registerWithEmulator);
       await writeDaemonConfig(layout.configFile, config);
+      process.stdout.write(`piota simulate: device '${deviceId}' in ${layout.dir} (daemon log: ${layout.daemonLog})\n`);
       return startSimulator({
         dir: layout.dir,
         firmware,
@@ -141,7 +142,6 @@ export const simulateCommand: Command = {
         log: (line) => process.stdout.write(`piota simulate: ${line}\n`),
       });
     })().catch(fail);
-    process.stdout.write(`piota simulate: device '${deviceId}' in ${layout.dir} (daemon log: ${layout.daemonLog})\n`);
     const onSignal = () => void sim.stop();
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { open, readdir, rm, unlink, type FileHandle } from 'node:fs/promises';
+import { open, readdir, readFile, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { join, relative, isAbsolute } from 'node:path';
 import type { Server } from 'node:net';
 import { writeFileDurably } from '../os/durable-file.js';
@@ -116,6 +116,7 @@ class SimulatedPi {
   }
 
   async powerOn(): Promise<void> {
+    await this.killLeftoverDaemon();
     this.logFile = await open(this.options.daemonLog, 'a');
     this.server = await listenForReboots(this.options.socket, (request) => {
       // As systemd merges a second reboot job into the running one: a late request from the old
@@ -125,6 +126,34 @@ class SimulatedPi {
       this.enqueue(() => this.reboot(request));
     });
     this.enqueue(() => this.boot(false));
+  }
+
+  /**
+   * A simulator that was itself SIGKILLed leaves its daemon running (nothing kills a child with its
+   * parent). Powering the same Pi on again must not give it two daemons: the one sim.json names is
+   * killed, if it is still a daemon of this config (checked in /proc, so a reused pid is left alone).
+   */
+  private async killLeftoverDaemon(): Promise<void> {
+    let pid: unknown;
+    try {
+      pid = (JSON.parse(await readFile(this.options.simJson, 'utf8')) as Partial<SimState>).daemonPid;
+    } catch {
+      return;
+    }
+    if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 1) return;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    const configFile = this.options.daemonCommand[this.options.daemonCommand.length - 1];
+    if (!cmdline.split('\0').includes(configFile)) return;
+    this.log(`killing the daemon left running by an earlier simulator (pid ${pid})`);
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      return;
+    }
+    const deadline = Date.now() + 2000;
+    while (Date.now() < deadline && (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')) !== '') {
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 
   stop(): Promise<SimulatorExit> {

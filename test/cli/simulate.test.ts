@@ -146,6 +146,32 @@ describe('piota simulate', () => {
     expect(await exited).toBe(0);
   });
 
+  it('powers the same Pi on again after the simulator itself was SIGKILLed, without a second daemon', async () => {
+    const simJson = join(simDir, 'sim.json');
+    const first = simulate(['--slot-size', '1M']);
+    const s1 = await waitForSim(simJson, 'the first boot', (x) => x.bootCount === 1 && x.daemonPid !== null);
+    await waitFor('the daemon to start', async () => (await stubEvents(stubLog)).length === 1);
+    child!.kill('SIGKILL');
+    await first;
+    expect(() => process.kill(s1.daemonPid!, 0)).not.toThrow(); // orphaned, still running
+    await writeFile(s1.slots.B.rootfs, Buffer.alloc(1 << 20, 7)); // the "SD card" must survive
+    const second = simulate(['--slot-size', '2M']);
+    const s2 = await waitForSim(simJson, 'the second power-on', (x) => x.daemonPid !== null && x.daemonPid !== s1.daemonPid);
+    await waitFor('the orphan to go', async () => {
+      try {
+        process.kill(s1.daemonPid!, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    expect(s2.bootedSlot).toBe('A');
+    expect((await readFile(s1.slots.B.rootfs))[0]).toBe(7);
+    expect((await stat(s1.slots.B.rootfs)).size).toBe(1 << 20); // an existing slot keeps its size
+    child!.kill('SIGTERM');
+    expect(await second).toBe(0);
+  });
+
   it('exits 1 with one clear line when the daemon keeps crashing', async () => {
     const code = await simulate(['--slot-size', '1M'], { STUB_MODE: 'crash' });
     expect(code).toBe(1);
