@@ -122,10 +122,10 @@ export const simulateCommand: Command = {
       const pubkey = await existingFile(pubkeyArg, '--pubkey');
       const downloadCa = values['download-ca'] ? await existingFile(values['download-ca'], '--download-ca') : undefined;
       const overrides = values['daemon-config'] ? await readOverrides(values['daemon-config']) : undefined;
-      await mkdir(layout.dir, { recursive: true });
-      await createLayout(layout, slotSize);
       const config = await simulatedDaemonConfig({ layout, hubDir, deviceId, pubkey, downloadCa, version, model, overrides });
       const firmware = firmwareConfigOf(config, values['daemon-config'] ?? layout.configFile);
+      await mkdir(layout.dir, { recursive: true });
+      await createLayout(layout, slotSize, firmware);
       if (typeof config.stateDir !== 'string') throw new CommandError(`${values['daemon-config']}: stateDir must be a path`);
       await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
       await ensureConnectionString(config.stateDir, hubDir, deviceId, registerWithEmulator);

@@ -131,6 +131,18 @@ describe('piota simulate', () => {
     expect((await stubEvents(stubLog)).map((e) => e.event)).toEqual(['start', 'sigterm']);
   });
 
+  it('follows a --daemon-config that moves the boot partitions', async () => {
+    await writeFile(join(dir, 'frag.json'), JSON.stringify({ boot: { bootPartitions: { A: 5, B: 6 } } }));
+    const exited = simulate(['--slot-size', '1M', '--daemon-config', join(dir, 'frag.json')]);
+    const s = await waitForSim(join(simDir, 'sim.json'), 'the first boot', (x) => x.bootCount === 1 && x.daemonPid !== null);
+    expect(s).toMatchObject({ bootedSlot: 'A', partitions: { A: 5, B: 6 } });
+    expect(await readFile(s.autoboot, 'utf8')).toContain('[all]\ntryboot_a_b=1\nboot_partition=5\n');
+    await waitFor('the daemon to start', async () => (await stubEvents(stubLog)).length === 1);
+    expect((await stubEvents(stubLog))[0]).toMatchObject({ partition: 5, tryboot: 0 });
+    child!.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  });
+
   it('--fail-trial: the daemon asks for a trial, the trial hangs, the watchdog boots the committed slot', async () => {
     await mkdir(join(simDir, 'bootconfig'), { recursive: true });
     await writeFile(join(simDir, 'bootconfig', 'autoboot.txt'), '[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n');
