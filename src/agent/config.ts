@@ -1,0 +1,228 @@
+import { readFile } from 'node:fs/promises';
+import { isAbsolute } from 'node:path';
+
+export type SlotName = 'A' | 'B';
+export const SLOT_NAMES: readonly SlotName[] = ['A', 'B'];
+
+/** A partition name of a slot ('boot', 'rootfs') mapped to its device or file. */
+export type SlotPartitions = Record<string, string>;
+
+export interface TrybootConfig {
+  backend: 'tryboot';
+  autobootFile: string;
+  bootPartitions: Record<SlotName, number>;
+  deviceTreeDir: string;
+  rebootCommand: string[];
+  trybootCommand: string[];
+}
+
+export interface MaintenanceWindow {
+  cron: string;
+  durationMinutes: number;
+  timeZone?: string;
+}
+
+/** The fleet-wide daemon configuration (`/etc/piota/config.json`); see docs/configuration.md. */
+export interface DaemonConfig {
+  model: string;
+  stateDir: string;
+  runtimeDir: string;
+  initialVersion: string;
+  versionFile: string | null;
+  trustedKeys: string[];
+  allowPlainImages: boolean;
+  hubCaFile: string | null;
+  downloadCaFile: string | null;
+  slots: Record<SlotName, SlotPartitions>;
+  boot: TrybootConfig;
+  trialTimeoutSeconds: number;
+  progressIntervalSeconds: number;
+  maintenanceWindow: MaintenanceWindow | null;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+}
+
+/** A config file that cannot be used: the message names the file and the field. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const DEFAULTS = {
+  stateDir: '/data/piota',
+  runtimeDir: '/run/piota',
+  initialVersion: '0.0.0',
+  versionFile: null,
+  allowPlainImages: false,
+  hubCaFile: null,
+  downloadCaFile: null,
+  trialTimeoutSeconds: 300,
+  progressIntervalSeconds: 5,
+  maintenanceWindow: null,
+  logLevel: 'info',
+} as const;
+
+const KNOWN_FIELDS = new Set([
+  'model', 'stateDir', 'runtimeDir', 'initialVersion', 'versionFile', 'trustedKeys', 'allowPlainImages',
+  'hubCaFile', 'downloadCaFile', 'slots', 'boot', 'trialTimeoutSeconds', 'progressIntervalSeconds',
+  'maintenanceWindow', 'logLevel',
+]);
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
+
+/** Reads and validates a config file. Throws ConfigError with one line naming the problem. */
+export async function loadConfig(path: string): Promise<DaemonConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`config ${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config ${path}: not valid JSON (${(err as Error).message})`);
+  }
+  try {
+    return validateConfig(raw);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError(`config ${path}: ${err.message}`);
+    throw err;
+  }
+}
+
+/** Validates a parsed config object; fills defaults. */
+export function validateConfig(raw: unknown): DaemonConfig {
+  const o = object(raw, 'the config');
+  for (const key of Object.keys(o)) {
+    if (!KNOWN_FIELDS.has(key)) throw new ConfigError(`unknown field '${key}'`);
+  }
+  const c = { ...DEFAULTS, ...o } as Record<string, unknown>;
+  const config: DaemonConfig = {
+    model: nonEmptyString(c.model, 'model'),
+    stateDir: absolutePath(c.stateDir, 'stateDir'),
+    runtimeDir: absolutePath(c.runtimeDir, 'runtimeDir'),
+    initialVersion: nonEmptyString(c.initialVersion, 'initialVersion'),
+    versionFile: c.versionFile === null ? null : absolutePath(c.versionFile, 'versionFile'),
+    trustedKeys: trustedKeys(c.trustedKeys),
+    allowPlainImages: boolean(c.allowPlainImages, 'allowPlainImages'),
+    hubCaFile: c.hubCaFile === null ? null : absolutePath(c.hubCaFile, 'hubCaFile'),
+    downloadCaFile: c.downloadCaFile === null ? null : absolutePath(c.downloadCaFile, 'downloadCaFile'),
+    slots: slots(c.slots),
+    boot: boot(c.boot),
+    trialTimeoutSeconds: integer(c.trialTimeoutSeconds, 'trialTimeoutSeconds', 1, 86_400),
+    progressIntervalSeconds: integer(c.progressIntervalSeconds, 'progressIntervalSeconds', 0, 3600),
+    maintenanceWindow: c.maintenanceWindow === null ? null : maintenanceWindow(c.maintenanceWindow),
+    logLevel: oneOf(c.logLevel, 'logLevel', LOG_LEVELS) as DaemonConfig['logLevel'],
+  };
+  checkStateDirOutsideSlots(config);
+  return config;
+}
+
+function checkStateDirOutsideSlots(config: DaemonConfig): void {
+  for (const slot of SLOT_NAMES) {
+    for (const [part, path] of Object.entries(config.slots[slot])) {
+      if (config.stateDir === path || config.stateDir.startsWith(path + '/')) {
+        throw new ConfigError(`stateDir ${config.stateDir} lies inside slot ${slot} ${part} (${path}); it must be on a partition both slots share`);
+      }
+    }
+  }
+}
+
+function slots(v: unknown): Record<SlotName, SlotPartitions> {
+  const o = object(v, 'slots');
+  const result = {} as Record<SlotName, SlotPartitions>;
+  for (const key of Object.keys(o)) {
+    if (key !== 'A' && key !== 'B') throw new ConfigError(`slots: unknown slot '${key}' (expected A and B)`);
+  }
+  const seen = new Map<string, string>();
+  for (const slot of SLOT_NAMES) {
+    const parts = object(o[slot], `slots.${slot}`);
+    if (Object.keys(parts).length === 0) throw new ConfigError(`slots.${slot}: names no partition (e.g. {"rootfs": "/dev/mmcblk0p5"})`);
+    result[slot] = {};
+    for (const [name, path] of Object.entries(parts)) {
+      if (!/^[a-z][a-z0-9_-]{0,31}$/.test(name)) throw new ConfigError(`slots.${slot}: partition name '${name}' must be lower-case letters, digits, - or _`);
+      const p = absolutePath(path, `slots.${slot}.${name}`);
+      const other = seen.get(p);
+      if (other) throw new ConfigError(`slots.${slot}.${name}: ${p} is also ${other}`);
+      seen.set(p, `slots.${slot}.${name}`);
+      result[slot][name] = p;
+    }
+  }
+  const a = Object.keys(result.A).sort().join(',');
+  const b = Object.keys(result.B).sort().join(',');
+  if (a !== b) throw new ConfigError(`slots: A has partitions [${a}] but B has [${b}]; both slots need the same partitions`);
+  return result;
+}
+
+function boot(v: unknown): TrybootConfig {
+  const o = object(v, 'boot');
+  const backend = oneOf(o.backend, 'boot.backend', ['tryboot']) as 'tryboot';
+  const parts = object(o.bootPartitions, 'boot.bootPartitions');
+  const bootPartitions = {
+    A: integer(parts.A, 'boot.bootPartitions.A', 1, 63),
+    B: integer(parts.B, 'boot.bootPartitions.B', 1, 63),
+  };
+  if (bootPartitions.A === bootPartitions.B) throw new ConfigError('boot.bootPartitions: A and B must differ');
+  return {
+    backend,
+    autobootFile: absolutePath(o.autobootFile, 'boot.autobootFile'),
+    bootPartitions,
+    deviceTreeDir: absolutePath(o.deviceTreeDir ?? '/proc/device-tree/chosen/bootloader', 'boot.deviceTreeDir'),
+    rebootCommand: command(o.rebootCommand ?? ['systemctl', 'reboot'], 'boot.rebootCommand'),
+    trybootCommand: command(o.trybootCommand ?? ['systemctl', 'reboot', '0 tryboot'], 'boot.trybootCommand'),
+  };
+}
+
+function maintenanceWindow(v: unknown): MaintenanceWindow {
+  const o = object(v, 'maintenanceWindow');
+  const w: MaintenanceWindow = {
+    cron: nonEmptyString(o.cron, 'maintenanceWindow.cron'),
+    durationMinutes: integer(o.durationMinutes, 'maintenanceWindow.durationMinutes', 1, 7 * 24 * 60),
+  };
+  if (o.timeZone !== undefined) w.timeZone = nonEmptyString(o.timeZone, 'maintenanceWindow.timeZone');
+  return w;
+}
+
+function trustedKeys(v: unknown): string[] {
+  if (!Array.isArray(v) || v.length === 0) throw new ConfigError('trustedKeys: expected a non-empty list of public key files (PEM)');
+  return v.map((p, i) => absolutePath(p, `trustedKeys[${i}]`));
+}
+
+function command(v: unknown, field: string): string[] {
+  if (!Array.isArray(v) || v.length === 0 || !v.every((s) => typeof s === 'string' && s !== '')) {
+    throw new ConfigError(`${field}: expected a command as a non-empty list of strings, e.g. ["systemctl", "reboot"]`);
+  }
+  return v as string[];
+}
+
+function object(v: unknown, field: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${field}: expected an object`);
+  return v as Record<string, unknown>;
+}
+
+function nonEmptyString(v: unknown, field: string): string {
+  if (typeof v !== 'string' || v.trim() === '') throw new ConfigError(`${field}: expected a non-empty string`);
+  return v;
+}
+
+function absolutePath(v: unknown, field: string): string {
+  const s = nonEmptyString(v, field);
+  if (!isAbsolute(s)) throw new ConfigError(`${field}: expected an absolute path, got '${s}'`);
+  return s.length > 1 ? s.replace(/\/+$/, '') : s;
+}
+
+function boolean(v: unknown, field: string): boolean {
+  if (typeof v !== 'boolean') throw new ConfigError(`${field}: expected true or false`);
+  return v;
+}
+
+function integer(v: unknown, field: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new ConfigError(`${field}: expected a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function oneOf(v: unknown, field: string, allowed: string[]): string {
+  if (typeof v !== 'string' || !allowed.includes(v)) throw new ConfigError(`${field}: expected one of ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
+  return v;
+}

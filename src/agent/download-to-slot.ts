@@ -1,0 +1,162 @@
+import { createHash, type Hash } from 'node:crypto';
+import type { Logger } from 'pino';
+import { readVerifiedHeader, verifyChunks, type DeviceTrust, type VerifiedHeader } from '../bundle/verifier.js';
+import { BundleError } from '../bundle/errors.js';
+import { openDownload, DownloadError, type DownloadResponse } from '../download/https-source.js';
+import type { SlotPartitions } from './config.js';
+import type { BundleSummary, UpdateRecord } from './device-state.js';
+import type { PartitionWriter, SlotStorage } from './ports.js';
+import { UpdateFailure } from './update-failure.js';
+
+export interface DownloadDeps {
+  storage: SlotStorage;
+  trust: DeviceTrust;
+  /** The partitions of the slot being written (the inactive one). */
+  targetPartitions: SlotPartitions;
+  downloadCa?: string;
+  logger: Logger;
+  /** Persists the update record (after chunks are synced) and reports progress. */
+  checkpoint: (update: UpdateRecord) => Promise<void>;
+  progress: (update: UpdateRecord) => void;
+  signal: AbortSignal;
+  /** How often written chunks are synced and the position persisted. */
+  checkpointIntervalMs?: number;
+}
+
+/**
+ * Streams the bundle at the update's URI through the verifier straight into the target slot: no
+ * byte of a chunk reaches the slot before that chunk's hash holds, nothing is held whole in memory
+ * or copied to a temp file. The position (`nextChunk`) is persisted only after the chunks before it
+ * are synced to the medium, so a restart resumes there (with an HTTP Range request).
+ */
+export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): Promise<void> {
+  // A pinned bundle is hashed whole as it streams, so it cannot resume in the middle.
+  const resumeAt = update.pinnedSha256 ? 0 : update.nextChunk;
+  let first: DownloadResponse | undefined;
+  let second: DownloadResponse | undefined;
+  const writers = new Map<string, PartitionWriter>();
+  try {
+    first = await open(update.fwPackageUri, 0, deps);
+    const pin = update.pinnedSha256 ? createHash('sha256') : null;
+    const body = pin ? tee(first.body, pin) : first.body;
+    const header = await readVerifiedHeader(body, deps.trust).catch((err: unknown) => {
+      throw asFailure(err);
+    });
+    const summary = summarize(header, first.totalSize);
+    checkVersion(update, summary);
+    await checkPartitions(summary, deps);
+
+    let source: AsyncIterable<Uint8Array> = header.rest;
+    let fromChunk = 0;
+    if (resumeAt > 0 && sameBundle(update.bundle, summary) && resumeAt < summary.chunkCount) {
+      fromChunk = resumeAt;
+      first.destroy();
+      const offset = header.manifest.chunks[fromChunk].bundleOffset;
+      second = await open(update.fwPackageUri, offset, deps);
+      source = second.body;
+      deps.logger.info({ updateId: update.updateId, chunk: fromChunk, offset }, 'resuming the download');
+    } else if (resumeAt >= summary.chunkCount && sameBundle(update.bundle, summary) && !pin) {
+      return; // everything was already on the medium
+    }
+    update.bundle = summary;
+    update.nextChunk = fromChunk;
+    update.bytesDownloaded = fromChunk === 0 ? summary.headerLength : header.manifest.chunks[fromChunk].bundleOffset;
+    await deps.checkpoint(update);
+
+    for (const payload of summary.payloads) {
+      writers.set(payload.name, await deps.storage.openForWrite(deps.targetPartitions[payload.name]));
+    }
+    let lastCheckpoint = Date.now();
+    const interval = deps.checkpointIntervalMs ?? 2000;
+    for await (const chunk of verifyChunks(header, source, fromChunk)) {
+      if (deps.signal.aborted) throw deps.signal.reason;
+      const info = header.manifest.chunks[chunk.index];
+      await writers.get(chunk.payload)!.write(chunk.imageOffset, chunk.data);
+      update.bytesDownloaded = info.bundleOffset + info.storedSize;
+      deps.progress(update);
+      if (Date.now() - lastCheckpoint >= interval) {
+        for (const w of writers.values()) await w.sync();
+        update.nextChunk = chunk.index + 1;
+        await deps.checkpoint(update);
+        lastCheckpoint = Date.now();
+      }
+    }
+    for (const w of writers.values()) await w.sync();
+    if (pin) {
+      // Bytes after the last chunk are not hashed: a file with any would not match its pin.
+      const actual = pin.digest('hex');
+      if (actual !== update.pinnedSha256) {
+        throw new UpdateFailure('sha256Mismatch', `the file at the URI has sha256 ${actual}, but the request pinned ${update.pinnedSha256}`);
+      }
+    }
+    update.nextChunk = summary.chunkCount;
+    update.bytesDownloaded = summary.totalBytes;
+    await deps.checkpoint(update);
+  } catch (err) {
+    if (deps.signal.aborted) throw deps.signal.reason;
+    throw asFailure(err);
+  } finally {
+    first?.destroy();
+    second?.destroy();
+    for (const w of writers.values()) await w.close().catch(() => undefined);
+  }
+}
+
+async function open(url: string, start: number, deps: DownloadDeps): Promise<DownloadResponse> {
+  return openDownload({ url, start, ca: deps.downloadCa, signal: deps.signal });
+}
+
+function summarize(header: VerifiedHeader, totalSize: number | null): BundleSummary {
+  const m = header.manifest;
+  const last = m.chunks[m.chunks.length - 1];
+  const bundleEnd = last ? last.bundleOffset + last.storedSize : header.headerLength;
+  if (totalSize !== null && totalSize !== bundleEnd) {
+    throw new UpdateFailure('malformed', `the server says the file has ${totalSize} bytes, but the bundle's manifest describes ${bundleEnd}`);
+  }
+  return {
+    version: m.version,
+    securityVersion: m.securityVersion,
+    headerLength: header.headerLength,
+    totalBytes: bundleEnd,
+    chunkCount: m.chunks.length,
+    payloads: m.payloads.map((p) => ({ name: p.name, imageSize: p.imageSize, imageSha256: p.imageSha256 })),
+  };
+}
+
+function sameBundle(a: BundleSummary | null, b: BundleSummary): boolean {
+  return a !== null && JSON.stringify(a) === JSON.stringify(b);
+}
+
+function checkVersion(update: UpdateRecord, summary: BundleSummary): void {
+  if (update.expectedVersion !== null && update.expectedVersion !== summary.version) {
+    throw new UpdateFailure('versionMismatch', `the request expects version ${update.expectedVersion}, but the bundle carries ${summary.version}`);
+  }
+}
+
+async function checkPartitions(summary: BundleSummary, deps: DownloadDeps): Promise<void> {
+  for (const p of summary.payloads) {
+    const path = deps.targetPartitions[p.name];
+    if (!path) {
+      const known = Object.keys(deps.targetPartitions).join(', ');
+      throw new UpdateFailure('incompatible', `the bundle carries a '${p.name}' payload, but this device's slots have only ${known}`);
+    }
+    const size = await deps.storage.partitionSize(path);
+    if (p.imageSize > size) {
+      throw new UpdateFailure('tooLarge', `the ${p.name} image has ${p.imageSize} bytes, but ${path} holds only ${size}`);
+    }
+  }
+}
+
+async function* tee(source: AsyncIterable<Uint8Array>, hash: Hash): AsyncIterable<Uint8Array> {
+  for await (const chunk of source) {
+    hash.update(chunk);
+    yield chunk;
+  }
+}
+
+function asFailure(err: unknown): UpdateFailure | DownloadError {
+  if (err instanceof UpdateFailure || err instanceof DownloadError) return err;
+  if (err instanceof BundleError) return new UpdateFailure(err.code, err.message);
+  const e = err as NodeJS.ErrnoException;
+  return new UpdateFailure(e.code === 'EBUSY' || e.code === 'EACCES' ? 'slotUnavailable' : 'writeFailed', e.message ?? String(err));
+}

@@ -1,0 +1,76 @@
+/** A validated `firmwareUpdate` method payload. */
+export interface FirmwareUpdateRequest {
+  fwPackageUri: string;
+  sha256: string | null;
+  version: string | null;
+  applyNow: boolean;
+}
+
+/** The payload is wrong; the message says exactly what (sent back with status 400). */
+export class PayloadError extends Error {
+  override name = 'PayloadError';
+}
+
+const MAX_URI_LENGTH = 2048;
+
+/**
+ * Validates the payload of `firmwareUpdate`. Accepts `{"fwPackageUri": "https://...", ...}` and a bare
+ * JSON string holding the URI (what Microsoft's C sample sends). Unknown fields are ignored.
+ */
+export function parseFirmwareUpdateRequest(payload: unknown): FirmwareUpdateRequest {
+  if (typeof payload === 'string') return { fwPackageUri: checkUri(payload), sha256: null, version: null, applyNow: false };
+  if (payload === null || payload === undefined) {
+    throw new PayloadError('the payload is empty; expected {"fwPackageUri": "https://..."}');
+  }
+  if (typeof payload !== 'object' || Array.isArray(payload)) {
+    throw new PayloadError(`the payload is ${Array.isArray(payload) ? 'an array' : `a ${typeof payload}`}; expected {"fwPackageUri": "https://..."}`);
+  }
+  const p = payload as Record<string, unknown>;
+  if (!('fwPackageUri' in p)) throw new PayloadError('fwPackageUri is missing; expected {"fwPackageUri": "https://..."}');
+  if (typeof p.fwPackageUri !== 'string') throw new PayloadError(`fwPackageUri must be a string, got ${describe(p.fwPackageUri)}`);
+  const fwPackageUri = checkUri(p.fwPackageUri);
+
+  let sha256: string | null = null;
+  if (p.sha256 !== undefined && p.sha256 !== null) {
+    if (typeof p.sha256 !== 'string' || !/^[0-9a-fA-F]{64}$/.test(p.sha256)) {
+      throw new PayloadError(`sha256 must be 64 hexadecimal characters, got ${describe(p.sha256)}`);
+    }
+    sha256 = p.sha256.toLowerCase();
+  }
+  let version: string | null = null;
+  if (p.version !== undefined && p.version !== null) {
+    if (typeof p.version !== 'string' || p.version.trim() === '' || p.version.length > 128) {
+      throw new PayloadError(`version must be a non-empty string, got ${describe(p.version)}`);
+    }
+    version = p.version;
+  }
+  let applyNow = false;
+  if (p.applyWindow !== undefined && p.applyWindow !== null) {
+    if (p.applyWindow !== 'now') throw new PayloadError(`applyWindow may only be "now", got ${describe(p.applyWindow)}`);
+    applyNow = true;
+  }
+  return { fwPackageUri, sha256, version, applyNow };
+}
+
+function checkUri(raw: string): string {
+  const uri = raw.trim();
+  if (uri === '') throw new PayloadError('fwPackageUri is empty');
+  if (uri.length > MAX_URI_LENGTH) throw new PayloadError(`fwPackageUri is longer than ${MAX_URI_LENGTH} characters`);
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    throw new PayloadError(`fwPackageUri '${uri}' is not a URL`);
+  }
+  if (url.protocol !== 'https:') throw new PayloadError(`fwPackageUri must be an https:// URL, got ${url.protocol}//`);
+  if (url.username || url.password) throw new PayloadError('fwPackageUri must not carry a user name or password');
+  return url.href;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v);
+  if (typeof v === 'object') return 'an object';
+  return `${typeof v} ${String(v)}`;
+}

@@ -1,0 +1,75 @@
+import type { SlotName } from './config.js';
+import { reportedStatus, type DeviceState } from './device-state.js';
+
+/** What the daemon knows besides the state file when it reports. */
+export interface InventoryFacts {
+  agentVersion: string;
+  model: string;
+  bootedSlot: SlotName;
+  committedSlot: SlotName;
+  runningVersion: string;
+  /** When the maintenance window next opens, if the update waits for it. */
+  applyAt: string | null;
+}
+
+/**
+ * The whole reported picture, in the DESIGN.md schema (compatible with Microsoft's firmware-update
+ * samples). It is sent as a PATCH: every field is present, with null where a previous update's
+ * value must be cleared.
+ */
+export function reportedProperties(state: DeviceState, facts: InventoryFacts): Record<string, unknown> {
+  return {
+    iothubDM: {
+      firmwareUpdate: firmwareUpdateSection(state, facts),
+      firmwareVersion: facts.runningVersion,
+    },
+    piota: {
+      agentVersion: facts.agentVersion,
+      model: facts.model,
+      bootedSlot: facts.bootedSlot,
+      committedSlot: facts.committedSlot,
+      slots: {
+        A: slotSection(state, 'A'),
+        B: slotSection(state, 'B'),
+      },
+    },
+  };
+}
+
+function slotSection(state: DeviceState, slot: SlotName) {
+  const r = state.slots[slot];
+  return r ? { version: r.version, sha256: r.sha256, installedAt: r.installedAt } : { version: null, sha256: null, installedAt: null };
+}
+
+function firmwareUpdateSection(state: DeviceState, facts: InventoryFacts) {
+  const u = state.update;
+  if (!u) {
+    return {
+      status: null, fwPackageUri: null, error: null, startedWaitingTime: null, startedDownloadingTime: null,
+      downloadCompleteTime: null, startedApplyingImage: null, lastFirmwareUpdate: null, updateId: null,
+      progress: null, targetVersion: null, waitingFor: null, applyAt: null,
+    };
+  }
+  const total = u.bundle?.totalBytes ?? null;
+  const bytes = u.bytesDownloaded;
+  const waitingForWindow = u.phase === 'downloadComplete' && facts.applyAt !== null;
+  return {
+    status: reportedStatus(u.phase),
+    fwPackageUri: u.fwPackageUri,
+    error: u.error ? { code: u.error.code, message: u.error.message } : null,
+    startedWaitingTime: u.times.startedWaitingTime,
+    startedDownloadingTime: u.times.startedDownloadingTime,
+    downloadCompleteTime: u.times.downloadCompleteTime,
+    startedApplyingImage: u.times.startedApplyingImage,
+    lastFirmwareUpdate: u.times.lastFirmwareUpdate,
+    updateId: u.updateId,
+    progress: {
+      bytes,
+      totalBytes: total,
+      percent: total ? Math.min(100, Math.floor((bytes / total) * 100)) : null,
+    },
+    targetVersion: u.bundle?.version ?? u.expectedVersion,
+    waitingFor: waitingForWindow ? 'applyWindow' : null,
+    applyAt: waitingForWindow ? facts.applyAt : null,
+  };
+}

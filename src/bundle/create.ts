@@ -1,0 +1,238 @@
+import { createHash } from 'node:crypto';
+import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { gzip } from 'node:zlib';
+import { promisify } from 'node:util';
+import { syncDirectory } from '../os/durable-file.js';
+import { BundleError } from './errors.js';
+import {
+  DEFAULT_CHUNK_SIZE,
+  MANIFEST_OFFSET,
+  MAX_CHUNK_SIZE,
+  MAX_MANIFEST_LENGTH,
+  MIN_CHUNK_SIZE,
+  PREAMBLE_LENGTH,
+  encodePreamble,
+  encodeSignatureArea,
+  maxStoredSize,
+  signedMessage,
+} from './format.js';
+import { keyIdOf, loadPrivateKey, publicKeyOf, signMessage } from './keys.js';
+import {
+  COMPRESSIONS,
+  MODEL_NAME,
+  PAYLOAD_NAME,
+  VERSION_TEXT,
+  describeManifest,
+  type BundleManifest,
+  type Compression,
+  type StoredManifest,
+  type StoredPayload,
+} from './manifest.js';
+
+const gzipAsync = promisify(gzip);
+
+export interface CreateBundleOptions {
+  /** The bundle file to write (replaced atomically when complete). */
+  out: string;
+  version: string;
+  /** Model names the bundle may be installed on, e.g. ['raspberrypi4-64']. */
+  compatible: string[];
+  /** Each payload: the slot partition it targets and the image file to read. */
+  payloads: { name: string; file: string }[];
+  /** Monotonic; devices refuse a bundle lower than the one they run. Default 0. */
+  securityVersion?: number;
+  /** Default 'gzip'. */
+  compression?: Compression;
+  /** Image bytes per chunk, MIN_CHUNK_SIZE..MAX_CHUNK_SIZE. Default 4 MiB. */
+  chunkSize?: number;
+  /** PEM PKCS#8 ed25519 private keys to sign with; none makes an unsigned bundle for `signBundle`. */
+  signingKeys?: string[];
+  /** Recorded in the manifest. Default now. */
+  createdAt?: Date;
+}
+
+export interface CreatedBundle {
+  path: string;
+  manifest: BundleManifest;
+  /** Ids of the keys that signed it (empty: unsigned). */
+  signedBy: string[];
+}
+
+interface PayloadSource {
+  name: string;
+  file: string;
+  size: number;
+}
+
+function invalid(message: string): never {
+  throw new BundleError('invalidArgument', message);
+}
+
+function validateOptions(o: CreateBundleOptions): void {
+  if (typeof o.version !== 'string' || !VERSION_TEXT.test(o.version)) invalid(`version ${JSON.stringify(o.version)} must match ${VERSION_TEXT}`);
+  if (!Array.isArray(o.compatible) || o.compatible.length === 0) invalid('at least one compatible model is required');
+  for (const m of o.compatible) if (!MODEL_NAME.test(m)) invalid(`compatible model ${JSON.stringify(m)} must match ${MODEL_NAME}`);
+  if (new Set(o.compatible).size !== o.compatible.length) invalid('a compatible model is listed twice');
+  if (!Array.isArray(o.payloads) || o.payloads.length === 0) invalid('at least one payload is required');
+  for (const p of o.payloads) if (!PAYLOAD_NAME.test(p.name)) invalid(`payload name ${JSON.stringify(p.name)} must match ${PAYLOAD_NAME}`);
+  if (new Set(o.payloads.map((p) => p.name)).size !== o.payloads.length) invalid('two payloads target the same partition');
+  const sv = o.securityVersion ?? 0;
+  if (!Number.isSafeInteger(sv) || sv < 0) invalid(`securityVersion must be a whole number >= 0, got ${sv}`);
+  if (!COMPRESSIONS.includes(o.compression ?? 'gzip')) invalid(`compression must be one of ${COMPRESSIONS.join(', ')}`);
+  const cs = o.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  if (!Number.isSafeInteger(cs) || cs < MIN_CHUNK_SIZE || cs > MAX_CHUNK_SIZE) {
+    invalid(`chunk size must be from ${MIN_CHUNK_SIZE} to ${MAX_CHUNK_SIZE} bytes, got ${cs}`);
+  }
+}
+
+async function sizeOf(p: { name: string; file: string }): Promise<PayloadSource> {
+  let s;
+  try {
+    s = await stat(p.file);
+  } catch (err) {
+    invalid(`payload ${p.name}: cannot read ${p.file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  if (!s.isFile()) invalid(`payload ${p.name}: ${p.file} is not a regular file`);
+  if (s.size === 0) invalid(`payload ${p.name}: ${p.file} is empty`);
+  return { name: p.name, file: p.file, size: s.size };
+}
+
+/**
+ * The longest the manifest can become: every value not known before the payloads are read is set
+ * to the widest it can be. The chunks are written after that much room, the manifest last.
+ */
+function reservedManifestLength(base: Omit<StoredManifest, 'payloads'>, sources: PayloadSource[], compression: Compression, chunkSize: number): number {
+  const payloads: StoredPayload[] = sources.map((s) => {
+    const chunks = [];
+    for (let at = 0; at < s.size; at += chunkSize) {
+      const image = Math.min(chunkSize, s.size - at);
+      chunks.push({ storedSize: compression === 'none' ? image : maxStoredSize(image), sha256: 'f'.repeat(64) });
+    }
+    return { name: s.name, compression, imageSize: s.size, imageSha256: 'f'.repeat(64), chunkSize, chunks };
+  });
+  return Buffer.byteLength(JSON.stringify({ ...base, payloads }));
+}
+
+async function readFully(fh: FileHandle, buffer: Buffer, length: number, position: number, source: PayloadSource): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await fh.read(buffer, done, length - done, position + done);
+    if (bytesRead === 0) invalid(`payload ${source.name}: ${source.file} shrank while it was being read`);
+    done += bytesRead;
+  }
+}
+
+/**
+ * Chunks compressed at once on libuv's thread pool: chunks are independent, so compression uses
+ * several cores while the main thread reads and hashes. Bounds memory to this many chunks.
+ */
+const COMPRESS_AHEAD = Math.max(1, Math.min(4, availableParallelism()));
+
+/** Writes one payload's chunks from `offset` on; returns its manifest entry and where it ended. */
+async function writePayload(
+  out: FileHandle,
+  offset: number,
+  source: PayloadSource,
+  compression: Compression,
+  chunkSize: number,
+): Promise<{ payload: StoredPayload; end: number }> {
+  const input = await open(source.file, 'r');
+  const inFlight: { at: number; length: number; stored: Promise<Buffer> }[] = [];
+  try {
+    const imageHash = createHash('sha256');
+    const chunks: StoredPayload['chunks'] = [];
+    const writeNext = async () => {
+      const { at, length, stored: pending } = inFlight.shift()!;
+      const stored = await pending;
+      if (stored.length > maxStoredSize(length)) invalid(`payload ${source.name}: chunk at ${at} grew past the format's bound when compressed`);
+      chunks.push({ storedSize: stored.length, sha256: createHash('sha256').update(stored).digest('hex') });
+      await writeFully(out, stored, offset);
+      offset += stored.length;
+    };
+    for (let at = 0; at < source.size; at += chunkSize) {
+      const length = Math.min(chunkSize, source.size - at);
+      const image = Buffer.allocUnsafe(length);
+      await readFully(input, image, length, at, source);
+      imageHash.update(image);
+      const stored = compression === 'gzip' ? gzipAsync(image) : Promise.resolve(image);
+      stored.catch(() => undefined); // awaited in order by writeNext; this only keeps an early failure from being "unhandled"
+      inFlight.push({ at, length, stored });
+      if (inFlight.length >= COMPRESS_AHEAD) await writeNext();
+    }
+    while (inFlight.length > 0) await writeNext();
+    if ((await input.stat()).size !== source.size) invalid(`payload ${source.name}: ${source.file} changed size while it was being read`);
+    return {
+      payload: { name: source.name, compression, imageSize: source.size, imageSha256: imageHash.digest('hex'), chunkSize, chunks },
+      end: offset,
+    };
+  } finally {
+    await Promise.allSettled(inFlight.map((c) => c.stored));
+    await input.close();
+  }
+}
+
+async function writeFully(fh: FileHandle, data: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await fh.write(data, done, data.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+/**
+ * Streams the payload files into a new bundle, a few chunks in memory at a time, so a 4 GiB image
+ * needs no more memory than a small one. Signs it when signing keys are given.
+ */
+export async function createBundle(options: CreateBundleOptions): Promise<CreatedBundle> {
+  validateOptions(options);
+  const compression = options.compression ?? 'gzip';
+  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  const keys = (options.signingKeys ?? []).map((pem, i) => loadPrivateKey(pem, `signing key ${i + 1}`));
+  const sources = await Promise.all(options.payloads.map(sizeOf));
+  const base = {
+    version: options.version,
+    securityVersion: options.securityVersion ?? 0,
+    compatible: [...options.compatible],
+    createdAt: (options.createdAt ?? new Date()).toISOString(),
+  };
+  const reserved = reservedManifestLength(base, sources, compression, chunkSize);
+  if (reserved > MAX_MANIFEST_LENGTH) {
+    invalid(`the manifest would take ${reserved} bytes, more than the format's ${MAX_MANIFEST_LENGTH}: use a larger chunk size`);
+  }
+
+  const tmp = join(dirname(options.out), `.${basename(options.out)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const out = await open(tmp, 'wx', 0o644).catch((err: NodeJS.ErrnoException) => invalid(`cannot create ${options.out} (${err.code ?? err.message})`));
+  try {
+    let offset = MANIFEST_OFFSET + reserved;
+    const payloads: StoredPayload[] = [];
+    for (const source of sources) {
+      const written = await writePayload(out, offset, source, compression, chunkSize);
+      payloads.push(written.payload);
+      offset = written.end;
+    }
+    const manifestBytes = Buffer.alloc(reserved, ' ');
+    manifestBytes.write(JSON.stringify({ ...base, payloads } satisfies StoredManifest));
+    const preamble = encodePreamble(reserved);
+    const message = signedMessage(preamble, manifestBytes);
+    const signatures = keys.map((key) => ({ keyId: keyIdOf(publicKeyOf(key)), signature: signMessage(key, message) }));
+    await writeFully(out, preamble, 0);
+    await writeFully(out, encodeSignatureArea(signatures), PREAMBLE_LENGTH);
+    await writeFully(out, manifestBytes, MANIFEST_OFFSET);
+    await out.sync();
+    await out.close();
+    await rename(tmp, options.out);
+    await syncDirectory(dirname(options.out));
+    return {
+      path: options.out,
+      manifest: describeManifest({ ...base, payloads }, reserved),
+      signedBy: signatures.map((s) => s.keyId),
+    };
+  } catch (err) {
+    await out.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,61 @@
+import { ConfigError, loadConfig } from '../agent/config.js';
+import { DaemonStartError, startDaemon } from '../agent/daemon.js';
+import { AlreadyRunningError } from '../agent/single-instance.js';
+import { StateFileError } from '../os/state-file.js';
+import { createLogger } from '../os/logger.js';
+import { CommandError, parseCommandArgs, type Command } from './command.js';
+import { packageVersion } from './version.js';
+
+export const DEFAULT_CONFIG = '/etc/piota/config.json';
+
+/** --config, else PIOTA_CONFIG, else /etc/piota/config.json. */
+export function configPath(flag: string | undefined): string {
+  return flag ?? process.env.PIOTA_CONFIG ?? DEFAULT_CONFIG;
+}
+
+export const daemonCommand: Command = {
+  path: ['daemon'],
+  summary: 'run the device agent (systemd ExecStart)',
+  help: `Usage: piota daemon [--config FILE]
+
+Runs the device agent: answers the IoT Hub direct methods firmwareUpdate and
+firmwareUpdateCancel, carries updates through download, verification, trial boot
+and commit, and reports progress in the twin's reported properties.
+
+Options:
+  --config FILE   the daemon configuration (default: $PIOTA_CONFIG, else ${DEFAULT_CONFIG})
+
+The device connection string is read from <stateDir>/connection-string.
+Logs are JSON lines on stdout (with syslog priorities under systemd).
+Exit codes: 0 stopped by SIGTERM/SIGINT; 2 configuration error; 1 any other start-up failure.`,
+  async run(argv) {
+    const { values } = parseCommandArgs(this, argv, { config: { type: 'string' } });
+    const path = configPath(values.config);
+    let config;
+    try {
+      config = await loadConfig(path);
+    } catch (err) {
+      if (err instanceof ConfigError) throw new CommandError(err.message, 2);
+      throw err;
+    }
+    const logger = createLogger({ level: config.logLevel });
+    let daemon;
+    try {
+      daemon = await startDaemon(config, logger, packageVersion());
+    } catch (err) {
+      if (err instanceof DaemonStartError || err instanceof AlreadyRunningError || err instanceof StateFileError) {
+        logger.fatal({ err: err.message }, 'cannot start');
+        throw new CommandError(err.message, 1);
+      }
+      throw err;
+    }
+    const onSignal = (signal: string) => {
+      logger.info({ signal }, 'stop requested');
+      void daemon.stop();
+    };
+    process.once('SIGTERM', () => onSignal('SIGTERM'));
+    process.once('SIGINT', () => onSignal('SIGINT'));
+    await daemon.stopped;
+    return 0;
+  },
+};

@@ -1,0 +1,94 @@
+import { ConfigError, loadConfig } from '../agent/config.js';
+import { StateStore, isTerminal, reportedStatus } from '../agent/device-state.js';
+import { runningVersion } from '../agent/inventory.js';
+import { TrybootBackend } from '../boot/tryboot.js';
+import { CommandError, parseCommandArgs, type Command } from './command.js';
+import { configPath, DEFAULT_CONFIG } from './daemon.js';
+
+export const statusCommand: Command = {
+  path: ['status'],
+  summary: 'the local picture: slots, versions, current update, last result',
+  help: `Usage: piota status [--config FILE] [--json]
+
+Shows the booted and committed slot, the version in each slot, the update in
+progress with its progress, and the last update's result. Reads the state directory
+and the boot configuration; works whether the daemon runs or not.
+
+Options:
+  --config FILE   the daemon configuration (default: $PIOTA_CONFIG, else ${DEFAULT_CONFIG})
+  --json          one JSON object (shape in docs/status.md)`,
+  async run(argv) {
+    const { values } = parseCommandArgs(this, argv, { config: { type: 'string' }, json: { type: 'boolean' } });
+    let config;
+    try {
+      config = await loadConfig(configPath(values.config));
+    } catch (err) {
+      if (err instanceof ConfigError) throw new CommandError(err.message, 2);
+      throw err;
+    }
+    const state = await new StateStore(config.stateDir).load().catch((err: Error) => {
+      throw new CommandError(err.message);
+    });
+    const boot = new TrybootBackend(config.boot);
+    const bootFact = async <T>(what: string, f: () => Promise<T>): Promise<T> =>
+      f().catch((err: Error) => {
+        throw new CommandError(`cannot tell the ${what}: ${err.message}`);
+      });
+    const bootedSlot = await bootFact('booted slot', () => boot.bootedSlot());
+    const committedSlot = await bootFact('committed slot', () => boot.committedSlot());
+    const trialBoot = await bootFact('trial state', () => boot.isTrialBoot());
+    const u = state.update;
+    const describe = u && {
+      updateId: u.updateId,
+      status: reportedStatus(u.phase),
+      phase: u.phase,
+      fwPackageUri: u.fwPackageUri,
+      fromSlot: u.fromSlot,
+      targetSlot: u.targetSlot,
+      targetVersion: u.bundle?.version ?? u.expectedVersion,
+      progress: {
+        bytes: u.bytesDownloaded,
+        totalBytes: u.bundle?.totalBytes ?? null,
+        percent: u.bundle ? Math.min(100, Math.floor((u.bytesDownloaded / u.bundle.totalBytes) * 100)) : null,
+      },
+      error: u.error,
+      times: u.times,
+    };
+    const report = {
+      model: config.model,
+      bootedSlot,
+      committedSlot,
+      trialBoot,
+      runningVersion: await runningVersion(config, state, bootedSlot),
+      slots: state.slots,
+      update: u && !isTerminal(u.phase) ? describe : null,
+      lastResult: u && isTerminal(u.phase) ? describe : null,
+    };
+    if (values.json) {
+      process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+      return 0;
+    }
+    const lines = [
+      `model:          ${report.model}`,
+      `running:        ${report.runningVersion} (slot ${bootedSlot}${trialBoot ? ', trial boot' : ''})`,
+      `committed slot: ${committedSlot}`,
+    ];
+    for (const s of ['A', 'B'] as const) {
+      const r = state.slots[s];
+      lines.push(`slot ${s}:         ${r ? `${r.version} (installed ${r.installedAt})` : 'not installed by piota'}`);
+    }
+    const d = describe;
+    if (d && report.update) {
+      const p = d.progress;
+      lines.push(`update:         ${d.status} ${d.targetVersion ?? ''} into slot ${d.targetSlot} (${d.updateId})`);
+      if (p.totalBytes) lines.push(`progress:       ${p.bytes} of ${p.totalBytes} bytes (${p.percent}%)`);
+    } else {
+      lines.push('update:         none in progress');
+    }
+    if (d && report.lastResult) {
+      lines.push(`last result:    ${d.status}${d.targetVersion ? ` ${d.targetVersion}` : ''}${d.error ? ` — ${d.error.code}: ${d.error.message}` : ''} (${d.updateId})`);
+    }
+    process.stdout.write(lines.join('\n') + '\n');
+    return 0;
+  },
+};

@@ -1,0 +1,199 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile, chmod } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// Builds the .deb once (scripts/build-deb.sh runs npm run build), inspects it, and, as root in
+// CI, installs, upgrades, removes and purges it with the real dpkg on this machine.
+const repo = fileURLToPath(new URL('../..', import.meta.url));
+const version = JSON.parse(await readFile(join(repo, 'package.json'), 'utf8')).version as string;
+const CS = 'HostName=fleet.azure-devices.net;DeviceId=pi-ci;SharedAccessKey=Y2ktdGVzdC1rZXk=';
+
+function run(cmd: string, args: string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}): SpawnSyncReturns<string> {
+  return spawnSync(cmd, args, { encoding: 'utf8', timeout: 120_000, maxBuffer: 64 * 1024 * 1024, input: options.input ?? '', env: { ...process.env, ...options.env } });
+}
+function ok(r: SpawnSyncReturns<string>): string {
+  if (r.status !== 0) throw new Error(`${r.error?.message ?? ''} exit ${r.status}\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-2000)}`);
+  return r.stdout;
+}
+
+const haveDpkgDeb = run('dpkg-deb', ['--version']).status === 0;
+if (!haveDpkgDeb) console.warn('package tests skipped: dpkg-deb is not installed (apt install dpkg)');
+
+// Real installs change this machine: only as root, and only where asked (CI sets PIOTA_DPKG_TESTS).
+function realDpkgSkipReason(): string | undefined {
+  if (!haveDpkgDeb) return 'no dpkg';
+  if (process.getuid?.() !== 0) return 'not root';
+  if (!process.env.CI && process.env.PIOTA_DPKG_TESTS !== '1') return 'neither CI nor PIOTA_DPKG_TESTS is set (.ci/run sets it)';
+  if (run('dpkg-query', ['-W', 'piota']).status === 0) return 'a piota package is already installed on this machine: not touching it';
+  if (existsSync('/data/piota') || existsSync('/etc/piota')) return '/data/piota or /etc/piota exists on this machine: not touching it';
+  return undefined;
+}
+const skipReal = realDpkgSkipReason();
+if (skipReal) console.warn(`real dpkg install tests skipped: ${skipReal}`);
+
+describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
+  let out: string;
+  let deb: string;
+  let listing: string[];
+
+  beforeAll(async () => {
+    out = await mkdtemp(join(tmpdir(), 'piota-deb-'));
+    const started = Date.now();
+    const stdout = ok(run('bash', [join(repo, 'scripts/build-deb.sh'), '--out', out]));
+    deb = stdout.trim().split('\n').pop()!;
+    console.log(`built ${deb} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    listing = ok(run('dpkg-deb', ['-c', deb])).trim().split('\n');
+  }, 180_000);
+
+  afterAll(async () => {
+    await rm(out, { recursive: true, force: true });
+  });
+
+  const paths = () => listing.map((l) => l.split(/\s+/).slice(5).join(' ').replace(/^\./, ''));
+
+  it('is named piota_<version>_all.deb and its control fields are right', () => {
+    expect(deb).toBe(join(out, `piota_${version}_all.deb`));
+    const fields = ok(run('dpkg-deb', ['-f', deb, 'Package', 'Version', 'Architecture', 'Depends']));
+    expect(fields).toBe(`Package: piota\nVersion: ${version}\nArchitecture: all\nDepends: nodejs (>= 20)\n`);
+    const info = ok(run('dpkg-deb', ['-I', deb]));
+    for (const script of ['postinst', 'prerm', 'postrm']) expect(info).toMatch(new RegExp(`\\*\\s+${script}\\s+#!/bin/sh`));
+    expect(ok(run('dpkg-deb', ['-I', deb, 'conffiles'])).trim()).toBe('/etc/piota/config.json');
+  });
+
+  it('carries the program, its production dependencies, the command, the unit and the config', () => {
+    const p = paths();
+    for (const expected of [
+      '/usr/lib/piota/bin/piota.js', '/usr/lib/piota/dist/cli/main.js', '/usr/lib/piota/package.json',
+      '/usr/lib/piota/node_modules/pino/package.json', '/usr/lib/piota/node_modules/azure-iot-device/package.json',
+      '/usr/lib/systemd/system/piota.service', '/etc/piota/config.json', '/usr/share/doc/piota/copyright',
+    ]) expect(p).toContain(expected);
+    expect(p).toContain('/usr/bin/piota -> ../lib/piota/bin/piota.js');
+    // Nothing for development (type declarations included), nothing compiled for one architecture, no source maps.
+    for (const devOnly of ['typescript', 'vitest', 'eslint', '@types']) {
+      expect(p.filter((x) => x.startsWith(`/usr/lib/piota/node_modules/${devOnly}/`))).toEqual([]);
+    }
+    expect(p.filter((x) => x.endsWith('.node') || x.endsWith('.map'))).toEqual([]);
+    expect(listing.filter((l) => !l.includes(' root/root '))).toEqual([]);
+    expect(listing.find((l) => l.endsWith('/usr/lib/piota/bin/piota.js'))).toMatch(/^-rwxr-xr-x/);
+  });
+
+  it('runs from the extracted tree and prints the package version', async () => {
+    const tree = join(out, 'tree');
+    ok(run('dpkg-deb', ['-x', deb, tree]));
+    expect(ok(run(process.execPath, [join(tree, 'usr/lib/piota/bin/piota.js'), '--version'])).trim()).toBe(version);
+    expect(await readFile(join(tree, 'etc/piota/config.json'), 'utf8')).toBe(await readFile(join(repo, 'config.example.json'), 'utf8'));
+  });
+
+  describe.skipIf(skipReal !== undefined)('installed with dpkg on this machine', () => {
+    let shim: string | undefined;
+    let createdData = false;
+    let mountedData = false;
+    const installedPaths = ['/usr/lib/piota', '/usr/bin/piota', '/usr/lib/systemd/system/piota.service'];
+    const wants = '/etc/systemd/system/multi-user.target.wants/piota.service';
+    const status = () => run('dpkg-query', ['-W', '-f=${Status} ${Version}', 'piota']);
+
+    beforeAll(async () => {
+      // Depends: nodejs (>= 20). Where node did not come from the Debian package, an equivs-style
+      // package that provides it stands in, so dpkg checks the dependency instead of being told to ignore it.
+      const nodejs = run('dpkg-query', ['-W', '-f=${Status} ${Version}', 'nodejs']).stdout;
+      // PIOTA_TEST_NODEJS_SHIM=1 takes this path on a machine that has the package, to check it.
+      const satisfied = process.env.PIOTA_TEST_NODEJS_SHIM !== '1' && nodejs.startsWith('install ok installed ')
+        && run('dpkg', ['--compare-versions', nodejs.split(' ').pop()!, 'ge', '20']).status === 0;
+      if (!satisfied) {
+        console.warn(`the Debian package nodejs (>= 20) is not installed (node ${process.versions.node} came from elsewhere): installing a stand-in package that provides nodejs (= ${process.versions.node})`);
+        const dir = join(out, 'shim');
+        await mkdir(join(dir, 'DEBIAN'), { recursive: true });
+        await writeFile(join(dir, 'DEBIAN/control'), [
+          'Package: piota-test-nodejs-shim', 'Version: 1.0', 'Architecture: all', 'Maintainer: piota tests <piota@invalid>',
+          `Provides: nodejs (= ${process.versions.node})`, 'Description: stands in for the Debian nodejs package in piota CI', '',
+        ].join('\n'));
+        ok(run('dpkg-deb', ['--root-owner-group', '--build', dir, join(out, 'shim.deb')]));
+        ok(run('dpkg', ['-i', join(out, 'shim.deb')]));
+        shim = 'piota-test-nodejs-shim';
+      }
+      if (!existsSync('/data')) {
+        await mkdir('/data');
+        createdData = true;
+      }
+    });
+
+    afterAll(async () => {
+      // Whatever happened above, leave the machine as it was.
+      if (status().status === 0) run('dpkg', ['--purge', 'piota']);
+      if (mountedData) run('umount', ['/data']);
+      await rm('/data/piota', { recursive: true, force: true });
+      if (createdData) await rm('/data', { recursive: true, force: true });
+      if (shim) run('dpkg', ['--purge', shim]);
+    });
+
+    it('installs: /usr/bin/piota runs, the unit verifies cleanly in place, the service is enabled', () => {
+      const r = run('dpkg', ['-i', deb], { env: { DEBIAN_FRONTEND: 'noninteractive' } });
+      expect(r.status, r.stderr).toBe(0);
+      expect(status().stdout).toBe(`install ok installed ${version}`);
+      expect(ok(run('/usr/bin/piota', ['--version'])).trim()).toBe(version);
+      const verify = run('systemd-analyze', ['verify', '/usr/lib/systemd/system/piota.service']);
+      expect({ status: verify.status, stderr: verify.stderr }).toEqual({ status: 0, stderr: '' });
+      expect(existsSync(wants)).toBe(true);
+    });
+
+    it('keeps a changed config and the state across an upgrade', async () => {
+      const config = (await readFile('/etc/piota/config.json', 'utf8')).replace('"logLevel": "info"', '"logLevel": "debug"');
+      await writeFile('/etc/piota/config.json', config);
+      await mkdir('/data/piota', { recursive: true, mode: 0o700 });
+      await writeFile('/data/piota/connection-string', CS, { mode: 0o600 });
+      const r = run('dpkg', ['-i', deb], { env: { DEBIAN_FRONTEND: 'noninteractive' } });
+      expect(r.status, r.stderr).toBe(0);
+      expect(await readFile('/etc/piota/config.json', 'utf8')).toBe(config);
+      expect(await readFile('/data/piota/connection-string', 'utf8')).toBe(CS);
+    });
+
+    it('remove keeps config and state; purge leaves nothing behind', async () => {
+      ok(run('dpkg', ['--remove', 'piota']));
+      expect(status().stdout).toBe(`deinstall ok config-files ${version}`);
+      for (const p of installedPaths) expect(existsSync(p), p).toBe(false);
+      expect(existsSync(wants)).toBe(false);
+      expect(existsSync('/etc/piota/config.json')).toBe(true);
+      expect(existsSync('/data/piota/connection-string')).toBe(true);
+
+      ok(run('dpkg', ['--purge', 'piota']));
+      const gone = status();
+      expect(gone.status).not.toBe(0);
+      expect(gone.stderr).toMatch(/no packages found matching piota|not installed/);
+      for (const p of [...installedPaths, wants, '/etc/piota', '/data/piota']) expect(existsSync(p), p).toBe(false);
+      expect(readdirSync('/var/lib/dpkg/info').filter((f) => f.startsWith('piota.'))).toEqual([]);
+      expect(run('dpkg', ['-S', '/usr/lib/piota']).status).not.toBe(0);
+    });
+
+    it('scripts/install.sh installs the .deb for real, then uninstalls and purges it', async () => {
+      // The state directory must not be on the root filesystem: a tmpfs plays the data partition.
+      ok(run('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', '/data']));
+      mountedData = true;
+      const key = join(out, 'vendor.pub');
+      const { generateKeyPairSync } = await import('node:crypto');
+      await writeFile(key, generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }));
+      await chmod(key, 0o644);
+      const args = ['--deb', deb, '--model', 'raspberrypi5', '--trusted-key', key, '--connection-string', '-'];
+      if (shim) args.push('--force-depends');
+      const r = run('bash', [join(repo, 'scripts/install.sh'), ...args], { input: CS });
+      expect(r.status, r.stderr).toBe(0);
+      expect(status().stdout).toBe(`install ok installed ${version}`);
+      expect(ok(run('/usr/bin/piota', ['--version'])).trim()).toBe(version);
+      expect(JSON.parse(await readFile('/etc/piota/config.json', 'utf8')).trustedKeys).toEqual(['/etc/piota/keys/vendor.pub']);
+      expect(await readFile('/data/piota/connection-string', 'utf8')).toBe(CS);
+      expect(existsSync(wants)).toBe(true);
+      // Again: nothing changes, nothing fails.
+      expect(run('bash', [join(repo, 'scripts/install.sh'), ...args], { input: CS }).status).toBe(0);
+
+      const u = run('bash', [join(repo, 'scripts/install.sh'), '--uninstall', '--purge']);
+      expect(u.status, u.stderr).toBe(0);
+      expect(status().status).not.toBe(0);
+      for (const p of [...installedPaths, wants, '/etc/piota', '/data/piota']) expect(existsSync(p), p).toBe(false);
+      ok(run('umount', ['/data']));
+      mountedData = false;
+    });
+  });
+});
