@@ -1,13 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { open, readdir, readFile, rm, unlink, type FileHandle } from 'node:fs/promises';
+import { open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
 import { join, relative, isAbsolute } from 'node:path';
-import type { Server } from 'node:net';
 import { writeFileDurably } from '../os/durable-file.js';
 import { SLOTS, type Slot } from '../boot/backend.js';
 import { readAutoboot } from '../boot/autoboot-file.js';
 import { encodeBootloaderValue } from '../boot/device-tree.js';
 import { chooseBoot } from './firmware.js';
-import { listenForReboots, type RebootRequest } from './reboot-channel.js';
+import { listenForReboots, type RebootListener, type RebootRequest } from './reboot-channel.js';
 
 /** What the simulated firmware needs to know, taken from the daemon config it wrote. */
 export interface FirmwareConfig {
@@ -94,7 +93,7 @@ class SimulatedPi {
   /** Every transition runs in order, one at a time: events only enqueue. */
   private actions: Promise<void> = Promise.resolve();
   private writes: Promise<void> = Promise.resolve();
-  private server: Server | undefined;
+  private listener: RebootListener | undefined;
   private logFile: FileHandle | undefined;
 
   constructor(private readonly options: SimulatorOptions) {
@@ -116,15 +115,21 @@ class SimulatedPi {
   }
 
   async powerOn(): Promise<void> {
-    await this.killLeftoverDaemon();
-    this.logFile = await open(this.options.daemonLog, 'a');
-    this.server = await listenForReboots(this.options.socket, (request) => {
+    // The socket first: it refuses a second simulator on this board before anything is touched.
+    this.listener = await listenForReboots(this.options.socket, (request) => {
       // As systemd merges a second reboot job into the running one: a late request from the old
       // daemon must not reboot the board it has just booted.
       if (this.rebootPending) return;
       this.rebootPending = true;
       this.enqueue(() => this.reboot(request));
     });
+    try {
+      await this.killLeftoverDaemon();
+      this.logFile = await open(this.options.daemonLog, 'a');
+    } catch (err) {
+      await this.listener.close();
+      throw err;
+    }
     this.enqueue(() => this.boot(false));
   }
 
@@ -315,8 +320,7 @@ class SimulatedPi {
       if (exit.message) this.log(exit.message);
       await this.stopDaemon().catch(() => undefined);
       await this.publish().catch(() => undefined);
-      await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-      await unlink(this.options.socket).catch(() => undefined);
+      await this.listener?.close();
       await this.logFile?.close().catch(() => undefined);
       this.finish(exit);
     });

@@ -225,6 +225,17 @@ describe('the simulated Pi firmware', () => {
     expect(await readdir(layout.dir)).toContain('daemon.log');
   });
 
+  it('refuses a second simulator on the same board, leaving the first one working', async () => {
+    await start();
+    const s1 = await waitForSim(layout.simJson, 'the first boot', running(1));
+    const first = sim;
+    await expect(start()).rejects.toThrow('another simulated Pi is already running in this directory');
+    sim = first;
+    expect(() => process.kill(s1.daemonPid!, 0)).not.toThrow(); // its daemon was not taken for a leftover
+    expect((await rebootCommand(false)).status).toBe(0);
+    await waitForSim(layout.simJson, 'the reboot', running(2));
+  });
+
   it('refuses to boot a board whose autoboot.txt is broken, naming the problem', async () => {
     await writeFile(layout.autoboot, '[all]\nboot_partition=2\n');
     const s = await start();
