@@ -191,15 +191,21 @@ describe('the simulated Pi firmware', () => {
   });
 
   it('merges reboot requests that arrive while a reboot is under way', async () => {
-    // A daemon that ignores SIGTERM keeps the first reboot busy for the whole grace period.
-    await start({ stopGraceMs: 1500 }, { STUB_IGNORE_TERM: '1' });
-    await waitForSim(layout.simJson, 'the first boot', running(1));
+    // A daemon that ignores SIGTERM keeps the first reboot busy until the test kills it.
+    await start({ stopGraceMs: 60_000 }, { STUB_IGNORE_TERM: '1' });
+    const s1 = await waitForSim(layout.simJson, 'the first boot', running(1));
     expect((await rebootCommand(false)).status).toBe(0);
     const late = await Promise.all([rebootCommand(true), rebootCommand(false)]);
     expect(late.map((a) => a.status)).toEqual([0, 0]);
-    expect(await waitForSim(layout.simJson, 'the reboot', running(2))).toMatchObject({ trial: false });
+    process.kill(s1.daemonPid!, 'SIGKILL'); // ends the first reboot's wait; not a power cut
+    const s2 = await waitForSim(layout.simJson, 'the reboot', running(2));
+    expect(s2).toMatchObject({ trial: false });
     await new Promise((r) => setTimeout(r, 400));
     expect((await readSimJson(layout.simJson))?.bootCount).toBe(2);
+    const stopping = sim!.stop();
+    process.kill(s2.daemonPid!, 'SIGKILL'); // this one ignores SIGTERM too
+    expect(await stopping).toEqual({ code: 0 });
+    sim = undefined;
   });
 
   it("the daemon can run the config's tryboot command itself, with no PATH", async () => {
