@@ -55,6 +55,11 @@ async function waiting(): Promise<PhaseOutcome> {
 
 async function downloading(ctx: PhaseContext): Promise<PhaseOutcome> {
   const { attempts, firstDelayMs, maxDelayMs } = ctx.downloadRetries;
+  // From the first byte on, the target slot no longer holds what its record says.
+  if (ctx.state.slots[ctx.update.targetSlot] !== null) {
+    ctx.state.slots[ctx.update.targetSlot] = null;
+    await ctx.save();
+  }
   for (let attempt = 1; ; attempt++) {
     try {
       await downloadToSlot(ctx.update, {
@@ -98,6 +103,15 @@ async function verifying(ctx: PhaseContext): Promise<PhaseOutcome> {
       throw new UpdateFailure('readbackMismatch', `${path} reads back with sha256 ${actual}, but the ${p.name} image has ${p.imageSha256}`);
     }
   }
+  // The slot now holds this version (committed or not): its record says so, and the version reported
+  // while the slot runs its trial is the new one.
+  const main = bundle.payloads.find((p) => p.name === 'rootfs') ?? bundle.payloads[0];
+  ctx.state.slots[ctx.update.targetSlot] = {
+    version: bundle.version,
+    sha256: main.imageSha256,
+    securityVersion: bundle.securityVersion,
+    installedAt: new Date().toISOString(),
+  };
   return { event: 'verified' };
 }
 
@@ -106,15 +120,23 @@ async function verifying(ctx: PhaseContext): Promise<PhaseOutcome> {
  * happened; which slot came up says how it went.
  */
 async function rebooting(ctx: PhaseContext): Promise<PhaseOutcome> {
-  const { targetSlot, fromSlot } = ctx.update;
+  const { targetSlot } = ctx.update;
   if (!ctx.resumed) {
     await ctx.flushReports(5000);
     await ctx.boot.startTrial(targetSlot);
     await sleep(ctx.rebootTimeoutMs, ctx.signal);
     throw new UpdateFailure('rebootFailed', `the trial reboot into slot ${targetSlot} was requested but did not happen within ${ctx.rebootTimeoutMs / 1000} s`);
   }
-  const booted = await ctx.boot.bootedSlot();
-  if (booted === targetSlot) return { event: 'bootedTrial' };
+  return (await fellBack(ctx)) ?? { event: 'bootedTrial' };
+}
+
+/**
+ * Found at start-up in a phase that runs on the new slot, but the board came up on the old one:
+ * the trial hung, was reset, or lost power, and the firmware fell back.
+ */
+async function fellBack(ctx: PhaseContext): Promise<PhaseOutcome | undefined> {
+  const { targetSlot, fromSlot } = ctx.update;
+  if (!ctx.resumed || (await ctx.boot.bootedSlot()) === targetSlot) return undefined;
   return {
     event: 'fellBack',
     error: { code: 'trialFailed', message: `the trial boot of slot ${targetSlot} did not come up healthy; the board is back on slot ${fromSlot}` },
@@ -124,6 +146,8 @@ async function rebooting(ctx: PhaseContext): Promise<PhaseOutcome> {
 /** Healthy = the daemon started in the new slot, recovered its state and reached the hub in time. */
 async function trial(ctx: PhaseContext): Promise<PhaseOutcome> {
   const u = ctx.update;
+  const fell = await fellBack(ctx);
+  if (fell) return fell;
   if (u.trialStartedAt === null) {
     u.trialStartedAt = Date.now();
     await ctx.save();
@@ -139,16 +163,9 @@ async function trial(ctx: PhaseContext): Promise<PhaseOutcome> {
 }
 
 async function committing(ctx: PhaseContext): Promise<PhaseOutcome> {
-  const u = ctx.update;
-  const bundle = u.bundle!;
-  await ctx.boot.commit(u.targetSlot);
-  const main = bundle.payloads.find((p) => p.name === 'rootfs') ?? bundle.payloads[0];
-  ctx.state.slots[u.targetSlot] = {
-    version: bundle.version,
-    sha256: main.imageSha256,
-    securityVersion: bundle.securityVersion,
-    installedAt: new Date().toISOString(),
-  };
+  const fell = await fellBack(ctx);
+  if (fell) return fell;
+  await ctx.boot.commit(ctx.update.targetSlot);
   return { event: 'committed' };
 }
 

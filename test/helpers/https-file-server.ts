@@ -12,6 +12,8 @@ export interface FileServerFaults {
   ignoreRange?: boolean;
   /** Leave out Content-Length. */
   noContentLength?: boolean;
+  /** Send at most this many bytes per second (slow enough to interrupt a download on purpose). */
+  bytesPerSecond?: number;
 }
 
 export interface TestFileServer {
@@ -72,6 +74,8 @@ export async function startTestFileServer(): Promise<TestFileServer> {
         res.write(c);
       });
       stream.on('end', () => res.end());
+    } else if (faults.bytesPerSecond) {
+      void throttled(stream, res, faults.bytesPerSecond);
     } else {
       stream.pipe(res);
     }
@@ -89,4 +93,20 @@ export async function startTestFileServer(): Promise<TestFileServer> {
         server.close(() => resolve());
       }),
   };
+}
+
+async function throttled(stream: AsyncIterable<Buffer>, res: import('node:http').ServerResponse, bytesPerSecond: number): Promise<void> {
+  const slice = Math.max(1024, Math.floor(bytesPerSecond / 20));
+  try {
+    for await (const chunk of stream) {
+      for (let i = 0; i < chunk.length; i += slice) {
+        if (res.destroyed) return;
+        res.write(chunk.subarray(i, i + slice));
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    res.end();
+  } catch {
+    res.destroy();
+  }
 }
