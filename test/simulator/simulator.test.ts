@@ -141,7 +141,7 @@ describe('the simulated Pi firmware', () => {
   });
 
   it('--fail-trial: the trial boot hangs with no daemon, the watchdog resets the board into the committed slot, once', async () => {
-    await start({ failTrial: true, watchdogMs: 800 });
+    await start({ failTrial: true, watchdogMs: 2500 });
     await waitForSim(layout.simJson, 'the first boot', running(1));
     await boot.prepareTrial('B');
     expect((await rebootCommand(true)).status).toBe(0);
