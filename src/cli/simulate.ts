@@ -4,7 +4,8 @@ import { simLayout, createLayout } from '../simulator/layout.js';
 import { parseSize } from '../simulator/size.js';
 import { startSimulator } from '../simulator/simulator.js';
 import { requestReboot } from '../simulator/reboot-channel.js';
-import { ensureConnectionString, type RegisterDevice } from '../simulator/connection-string.js';
+import { ensureConnectionString } from '../simulator/connection-string.js';
+import { addDevice } from '../hub-emulator/index.js';
 import {
   daemonCommand,
   existingFile,
@@ -54,19 +55,6 @@ the simulator accepted; it then stops the daemon and boots again by the firmware
 Options:
   --dir DIR     the simulated Pi's directory
   --tryboot     boot autoboot.txt's [tryboot] partition once (as 'systemctl reboot "0 tryboot"')`;
-
-/** The hub emulator's addDevice, loaded when needed (the simulator works against any hub directory). */
-const registerWithEmulator: RegisterDevice = async (hubDir, deviceId) => {
-  const specifier = '../hub-emulator/index.js';
-  let hub: { addDevice?: RegisterDevice };
-  try {
-    hub = (await import(specifier)) as { addDevice?: RegisterDevice };
-  } catch (err) {
-    throw new CommandError(`cannot register the device: the hub emulator is not available (${(err as Error).message})`);
-  }
-  if (typeof hub.addDevice !== 'function') throw new CommandError('cannot register the device: the hub emulator has no addDevice');
-  return hub.addDevice(hubDir, deviceId);
-};
 
 async function readOverrides(path: string): Promise<Record<string, unknown>> {
   let parsed: unknown;
@@ -121,14 +109,15 @@ export const simulateCommand: Command = {
       const pubkey = await existingFile(pubkeyArg, '--pubkey');
       const downloadCa = values['download-ca'] ? await existingFile(values['download-ca'], '--download-ca') : undefined;
       const overrides = values['daemon-config'] ? await readOverrides(values['daemon-config']) : undefined;
-      await mkdir(layout.dir, { recursive: true });
-      await createLayout(layout, slotSize);
       const config = await simulatedDaemonConfig({ layout, hubDir, deviceId, pubkey, downloadCa, version, model, overrides });
       const firmware = firmwareConfigOf(config, values['daemon-config'] ?? layout.configFile);
+      await mkdir(layout.dir, { recursive: true });
+      await createLayout(layout, slotSize, firmware);
       if (typeof config.stateDir !== 'string') throw new CommandError(`${values['daemon-config']}: stateDir must be a path`);
       await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
-      await ensureConnectionString(config.stateDir, hubDir, deviceId, registerWithEmulator);
+      await ensureConnectionString(config.stateDir, hubDir, deviceId, addDevice);
       await writeDaemonConfig(layout.configFile, config);
+      process.stdout.write(`piota simulate: device '${deviceId}' in ${layout.dir} (daemon log: ${layout.daemonLog})\n`);
       return startSimulator({
         dir: layout.dir,
         firmware,
@@ -140,7 +129,6 @@ export const simulateCommand: Command = {
         log: (line) => process.stdout.write(`piota simulate: ${line}\n`),
       });
     })().catch(fail);
-    process.stdout.write(`piota simulate: device '${deviceId}' in ${layout.dir} (daemon log: ${layout.daemonLog})\n`);
     const onSignal = () => void sim.stop();
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);

@@ -1,5 +1,5 @@
 import { mkdir, open, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import type { Slot } from '../boot/backend.js';
 import { writeAutoboot } from '../boot/autoboot-file.js';
 
@@ -37,18 +37,40 @@ export function simLayout(dir: string): SimLayout {
   };
 }
 
+/** What the daemon config says, where --daemon-config may have moved things from the default layout. */
+export interface LayoutTargets {
+  slots: Record<Slot, { boot: string; rootfs: string }>;
+  bootPartitions: Record<Slot, number>;
+  autobootFile: string;
+  deviceTreeDir: string;
+  runtimeDir: string;
+}
+
+function defaultTargets(layout: SimLayout): LayoutTargets {
+  const { slots, deviceTreeDir, runtimeDir } = layout;
+  return { slots, deviceTreeDir, runtimeDir, autobootFile: layout.autoboot, bootPartitions: layout.partitions };
+}
+
+function inside(dir: string, path: string): boolean {
+  const rel = relative(dir, path);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+}
+
 /**
  * Creates what is missing: sparse slot files of `slotSize` bytes, an autoboot.txt that boots slot A,
  * and the directories. An existing layout is kept as it is (running `piota simulate` again on the
- * same directory powers the same Pi on again, with its slots, boot config and state).
+ * same directory powers the same Pi on again, with its slots, boot config and state). Only paths
+ * inside the simulator's directory are created: slots elsewhere (loop devices) must exist.
  */
-export async function createLayout(layout: SimLayout, slotSize: number): Promise<void> {
-  for (const d of [join(layout.dir, 'slots'), join(layout.dir, 'bootconfig'), layout.deviceTreeDir, layout.runtimeDir]) {
-    await mkdir(d, { recursive: true });
+export async function createLayout(layout: SimLayout, slotSize: number, targets: LayoutTargets = defaultTargets(layout)): Promise<void> {
+  for (const d of [dirname(targets.autobootFile), targets.deviceTreeDir, targets.runtimeDir]) {
+    if (inside(layout.dir, d)) await mkdir(d, { recursive: true });
   }
   await mkdir(layout.stateDir, { recursive: true, mode: 0o700 });
-  for (const slot of Object.values(layout.slots)) {
+  for (const slot of Object.values(targets.slots)) {
     for (const path of [slot.boot, slot.rootfs]) {
+      if (!inside(layout.dir, path)) continue;
+      await mkdir(dirname(path), { recursive: true });
       const fh = await open(path, 'wx').catch((err: NodeJS.ErrnoException) => {
         if (err.code === 'EEXIST') return undefined;
         throw err;
@@ -61,7 +83,8 @@ export async function createLayout(layout: SimLayout, slotSize: number): Promise
       }
     }
   }
-  if (!(await stat(layout.autoboot).catch(() => undefined))) {
-    await writeAutoboot(layout.autoboot, { bootPartition: layout.partitions.A, trybootPartition: layout.partitions.A });
+  if (inside(layout.dir, targets.autobootFile) && !(await stat(targets.autobootFile).catch(() => undefined))) {
+    const a = targets.bootPartitions.A;
+    await writeAutoboot(targets.autobootFile, { bootPartition: a, trybootPartition: a });
   }
 }

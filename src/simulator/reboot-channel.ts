@@ -1,5 +1,5 @@
-import { createServer, createConnection, type Server } from 'node:net';
-import { unlink } from 'node:fs/promises';
+import { createServer, createConnection } from 'node:net';
+import { stat, unlink } from 'node:fs/promises';
 
 /**
  * How `piota simulate reboot` reaches the simulator: a unix socket in the simulator's directory.
@@ -13,11 +13,32 @@ export interface RebootRequest {
 /** Linux's sun_path holds 108 bytes including the terminating NUL. */
 const MAX_SOCKET_PATH = 107;
 
-export async function listenForReboots(socketPath: string, onRequest: (request: RebootRequest) => void): Promise<Server> {
+export interface RebootListener {
+  /** Stops listening and removes the socket file, unless another simulator has replaced it since. */
+  close(): Promise<void>;
+}
+
+/** true when a process accepts connections on the socket (a live simulator, not a stale file). */
+function socketAnswers(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const conn = createConnection(socketPath);
+    conn.once('connect', () => {
+      conn.destroy();
+      resolve(true);
+    });
+    conn.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Listens on `socketPath`. Refuses when a simulator already listens there (one board, one
+ * firmware); a socket file left by a simulator that was killed is replaced.
+ */
+export async function listenForReboots(socketPath: string, onRequest: (request: RebootRequest) => void): Promise<RebootListener> {
   if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) {
     throw new Error(`${socketPath}: the path is too long for a unix socket (${MAX_SOCKET_PATH} bytes at most); use a shorter --dir`);
   }
-  // A socket file left by a simulator that was killed would make listen fail with EADDRINUSE.
+  if (await socketAnswers(socketPath)) throw new Error(`${socketPath}: another simulated Pi is already running in this directory`);
   await unlink(socketPath).catch(() => undefined);
   const server = createServer((conn) => {
     let buffered = '';
@@ -47,7 +68,14 @@ export async function listenForReboots(socketPath: string, onRequest: (request: 
       resolve();
     });
   });
-  return server;
+  const ours = (await stat(socketPath)).ino;
+  return {
+    async close() {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      const now = await stat(socketPath).catch(() => undefined);
+      if (now?.ino === ours) await unlink(socketPath).catch(() => undefined);
+    },
+  };
 }
 
 /** Asks the simulator behind `socketPath` to reboot; resolves once it accepted. */

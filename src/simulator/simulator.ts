@@ -1,13 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { open, readdir, rm, unlink, type FileHandle } from 'node:fs/promises';
+import { open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
 import { join, relative, isAbsolute } from 'node:path';
-import type { Server } from 'node:net';
 import { writeFileDurably } from '../os/durable-file.js';
 import { SLOTS, type Slot } from '../boot/backend.js';
 import { readAutoboot } from '../boot/autoboot-file.js';
 import { encodeBootloaderValue } from '../boot/device-tree.js';
 import { chooseBoot } from './firmware.js';
-import { listenForReboots, type RebootRequest } from './reboot-channel.js';
+import { listenForReboots, type RebootListener, type RebootRequest } from './reboot-channel.js';
 
 /** What the simulated firmware needs to know, taken from the daemon config it wrote. */
 export interface FirmwareConfig {
@@ -89,10 +88,12 @@ class SimulatedPi {
   private restartTimer: NodeJS.Timeout | undefined;
   private crashes: number[] = [];
   private ending = false;
+  /** A reboot was accepted and the board has not booted yet: later requests merge into it. */
+  private rebootPending = false;
   /** Every transition runs in order, one at a time: events only enqueue. */
   private actions: Promise<void> = Promise.resolve();
   private writes: Promise<void> = Promise.resolve();
-  private server: Server | undefined;
+  private listener: RebootListener | undefined;
   private logFile: FileHandle | undefined;
 
   constructor(private readonly options: SimulatorOptions) {
@@ -114,9 +115,50 @@ class SimulatedPi {
   }
 
   async powerOn(): Promise<void> {
-    this.logFile = await open(this.options.daemonLog, 'a');
-    this.server = await listenForReboots(this.options.socket, (request) => this.enqueue(() => this.reboot(request)));
+    // The socket first: it refuses a second simulator on this board before anything is touched.
+    this.listener = await listenForReboots(this.options.socket, (request) => {
+      // As systemd merges a second reboot job into the running one: a late request from the old
+      // daemon must not reboot the board it has just booted.
+      if (this.rebootPending) return;
+      this.rebootPending = true;
+      this.enqueue(() => this.reboot(request));
+    });
+    try {
+      await this.killLeftoverDaemon();
+      this.logFile = await open(this.options.daemonLog, 'a');
+    } catch (err) {
+      await this.listener.close();
+      throw err;
+    }
     this.enqueue(() => this.boot(false));
+  }
+
+  /**
+   * A simulator that was itself SIGKILLed leaves its daemon running (nothing kills a child with its
+   * parent). Powering the same Pi on again must not give it two daemons: the one sim.json names is
+   * killed, if it is still a daemon of this config (checked in /proc, so a reused pid is left alone).
+   */
+  private async killLeftoverDaemon(): Promise<void> {
+    let pid: unknown;
+    try {
+      pid = (JSON.parse(await readFile(this.options.simJson, 'utf8')) as Partial<SimState>).daemonPid;
+    } catch {
+      return;
+    }
+    if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 1) return;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    const configFile = this.options.daemonCommand[this.options.daemonCommand.length - 1];
+    if (!cmdline.split('\0').includes(configFile)) return;
+    this.log(`killing the daemon left running by an earlier simulator (pid ${pid})`);
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      return;
+    }
+    const deadline = Date.now() + 2000;
+    while (Date.now() < deadline && (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')) !== '') {
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 
   stop(): Promise<SimulatorExit> {
@@ -236,12 +278,16 @@ class SimulatedPi {
   }
 
   private async reboot(request: RebootRequest): Promise<void> {
-    if (this.ending) return;
+    if (this.ending) return void (this.rebootPending = false);
     this.clearTimers();
     this.log(request.tryboot ? 'reboot requested (tryboot)' : 'reboot requested');
-    await this.stopDaemon();
-    await this.publish();
-    await this.boot(request.tryboot);
+    try {
+      await this.stopDaemon();
+      await this.publish();
+      await this.boot(request.tryboot);
+    } finally {
+      this.rebootPending = false;
+    }
   }
 
   /** SIGTERM, then SIGKILL after the grace period, as systemd does at shutdown. */
@@ -274,8 +320,7 @@ class SimulatedPi {
       if (exit.message) this.log(exit.message);
       await this.stopDaemon().catch(() => undefined);
       await this.publish().catch(() => undefined);
-      await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-      await unlink(this.options.socket).catch(() => undefined);
+      await this.listener?.close();
       await this.logFile?.close().catch(() => undefined);
       this.finish(exit);
     });

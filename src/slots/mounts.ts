@@ -39,7 +39,9 @@ async function canonical(path: string): Promise<string> {
 
 /**
  * Where `partition` is mounted, or undefined. A block device matches by device number or by its
- * name as the mount source; a regular file matches when a loop device backed by it is mounted
+ * name as the mount source, and a whole disk also when one of its partitions is mounted (a slot
+ * configured as /dev/mmcblk0 instead of /dev/mmcblk0p3 must not overwrite the running system);
+ * a regular file matches when a loop device backed by it is mounted
  * (`mount -o loop slot.img`), since writing under a mounted filesystem corrupts it just the same.
  */
 export async function mountPointOf(partition: SlotPartition): Promise<string | undefined> {
@@ -48,6 +50,9 @@ export async function mountPointOf(partition: SlotPartition): Promise<string | u
   if (partition.kind === 'block') {
     const hit = mounts.find((m) => m.deviceNumber === partition.deviceNumber || m.source === path || m.source === partition.path);
     if (hit) return hit.mountPoint;
+    const children = await partitionsOf(partition.deviceNumber!);
+    const childHit = mounts.find((m) => children.includes(m.deviceNumber));
+    if (childHit) return `${childHit.mountPoint} (a partition of this disk)`;
     return (await isActiveSwap(path)) ? '[swap]' : undefined;
   }
   for (const loop of await loopDevicesBackedBy(path)) {
@@ -55,6 +60,19 @@ export async function mountPointOf(partition: SlotPartition): Promise<string | u
     if (hit) return hit.mountPoint;
   }
   return undefined;
+}
+
+/** Device numbers of the partitions of a whole disk, from sysfs (none for a partition). */
+async function partitionsOf(dev: string): Promise<string[]> {
+  const base = `/sys/dev/block/${dev}`;
+  const entries = await readdir(base).catch(() => [] as string[]);
+  const found: string[] = [];
+  for (const entry of entries) {
+    const child = await readFile(`${base}/${entry}/dev`, 'utf8').catch(() => undefined);
+    const isPartition = await stat(`${base}/${entry}/partition`).then(() => true, () => false);
+    if (child && isPartition) found.push(child.trim());
+  }
+  return found;
 }
 
 async function isActiveSwap(path: string): Promise<boolean> {

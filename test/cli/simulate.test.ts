@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeStubDaemon, stubEvents } from '../simulator/stub-daemon.js';
-import { waitFor, waitForSim } from '../simulator/helpers.js';
+import { waitFor, waitForSim, ensureBuilt } from '../simulator/helpers.js';
 
 const bin = fileURLToPath(new URL('../../bin/piota.js', import.meta.url));
 const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
@@ -20,24 +20,17 @@ let stubEnv: Record<string, string>;
 let child: ChildProcess | undefined;
 let output: { stdout: string; stderr: string };
 
-beforeAll(() => {
-  if (!existsSync(new URL('../../dist/cli/main.js', import.meta.url))) {
-    const r = spawnSync('npm', ['run', 'build'], { cwd: new URL('../..', import.meta.url), stdio: 'inherit' });
-    if (r.status !== 0) throw new Error('npm run build failed');
-  }
-});
+beforeAll(ensureBuilt);
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'piota-simcli-'));
   simDir = join(dir, 'pi');
   hubDir = join(dir, 'hub');
   await mkdir(hubDir);
+  // A hub directory as `piota hub start` leaves it; registering works whether the hub runs or not.
   await writeFile(join(hubDir, 'hub.json'), JSON.stringify({ serviceConnectionString: 'x', caFile: 'ca.pem', host: 'localhost', mqttPort: 1, httpsPort: 2 }));
   pub = join(dir, 'vendor.pub');
   await writeFile(pub, 'key');
-  // A device already registered (same Pi powered on again): the simulator keeps its connection string.
-  await mkdir(join(simDir, 'data'), { recursive: true, mode: 0o700 });
-  await writeFile(join(simDir, 'data', 'connection-string'), 'HostName=localhost:18883;DeviceId=pi1;SharedAccessKey=a2V5\n', { mode: 0o600 });
   stubLog = join(dir, 'stub.log');
   stubEnv = { PIOTA_SIM_DAEMON: JSON.stringify([process.execPath, await writeStubDaemon(dir)]), STUB_LOG: stubLog };
 });
@@ -124,7 +117,7 @@ describe('piota simulate', () => {
     }
     const cs = join(simDir, 'data', 'connection-string');
     expect((await stat(cs)).mode & 0o777).toBe(0o600);
-    expect(await readFile(cs, 'utf8')).toContain('DeviceId=pi1');
+    expect(await readFile(cs, 'utf8')).toMatch(/^HostName=localhost:1;DeviceId=pi1;SharedAccessKey=[^;]+\n$/);
     await waitFor('the daemon to start', async () => (await stubEvents(stubLog)).length === 1);
     expect((await stubEvents(stubLog))[0]).toMatchObject({ event: 'start', pid: s.daemonPid, partition: 2, tryboot: 0 });
     expect(output.stdout).toContain('boot 1: slot A (partition 2)');
@@ -134,6 +127,18 @@ describe('piota simulate', () => {
     expect(output.stdout).toContain('piota simulate: stopped');
     expect(JSON.parse(await readFile(simJson, 'utf8'))).toMatchObject({ daemonPid: null });
     expect((await stubEvents(stubLog)).map((e) => e.event)).toEqual(['start', 'sigterm']);
+  });
+
+  it('follows a --daemon-config that moves the boot partitions', async () => {
+    await writeFile(join(dir, 'frag.json'), JSON.stringify({ boot: { bootPartitions: { A: 5, B: 6 } } }));
+    const exited = simulate(['--slot-size', '1M', '--daemon-config', join(dir, 'frag.json')]);
+    const s = await waitForSim(join(simDir, 'sim.json'), 'the first boot', (x) => x.bootCount === 1 && x.daemonPid !== null);
+    expect(s).toMatchObject({ bootedSlot: 'A', partitions: { A: 5, B: 6 } });
+    expect(await readFile(s.autoboot, 'utf8')).toContain('[all]\ntryboot_a_b=1\nboot_partition=5\n');
+    await waitFor('the daemon to start', async () => (await stubEvents(stubLog)).length === 1);
+    expect((await stubEvents(stubLog))[0]).toMatchObject({ partition: 5, tryboot: 0 });
+    child!.kill('SIGTERM');
+    expect(await exited).toBe(0);
   });
 
   it('--fail-trial: the daemon asks for a trial, the trial hangs, the watchdog boots the committed slot', async () => {
@@ -151,6 +156,35 @@ describe('piota simulate', () => {
     expect(await exited).toBe(0);
   });
 
+  it('powers the same Pi on again after the simulator itself was SIGKILLed, without a second daemon', async () => {
+    const simJson = join(simDir, 'sim.json');
+    const first = simulate(['--slot-size', '1M']);
+    const s1 = await waitForSim(simJson, 'the first boot', (x) => x.bootCount === 1 && x.daemonPid !== null);
+    await waitFor('the daemon to start', async () => (await stubEvents(stubLog)).length === 1);
+    child!.kill('SIGKILL');
+    await first;
+    expect(() => process.kill(s1.daemonPid!, 0)).not.toThrow(); // orphaned, still running
+    await writeFile(s1.slots.B.rootfs, Buffer.alloc(1 << 20, 7)); // the "SD card" must survive
+    const cs = join(simDir, 'data', 'connection-string');
+    const connectionString = await readFile(cs, 'utf8');
+    const second = simulate(['--slot-size', '2M']);
+    const s2 = await waitForSim(simJson, 'the second power-on', (x) => x.daemonPid !== null && x.daemonPid !== s1.daemonPid);
+    await waitFor('the orphan to go', async () => {
+      try {
+        process.kill(s1.daemonPid!, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    expect(s2.bootedSlot).toBe('A');
+    expect((await readFile(s1.slots.B.rootfs))[0]).toBe(7);
+    expect((await stat(s1.slots.B.rootfs)).size).toBe(1 << 20); // an existing slot keeps its size
+    expect(await readFile(cs, 'utf8')).toBe(connectionString); // the same device, the same key
+    child!.kill('SIGTERM');
+    expect(await second).toBe(0);
+  });
+
   it('exits 1 with one clear line when the daemon keeps crashing', async () => {
     const code = await simulate(['--slot-size', '1M'], { STUB_MODE: 'crash' });
     expect(code).toBe(1);
@@ -159,24 +193,23 @@ describe('piota simulate', () => {
   });
 });
 
-const hubEmulator = new URL('../../dist/hub-emulator/index.js', import.meta.url);
-const noHub = existsSync(hubEmulator) ? undefined : 'the hub emulator (dist/hub-emulator/index.js) is not built in this tree';
-if (noHub) console.log(`skipping the registration test: ${noHub}`);
-
-describe.skipIf(noHub !== undefined)('piota simulate with the hub emulator', () => {
-  it('registers the device with a real hub and stores its connection string 0600', async () => {
+describe('piota simulate with a running hub emulator', () => {
+  it('registers the device with the hub and stores its connection string 0600', async () => {
     const hub2 = join(dir, 'hub2');
-    const hubProcess = spawn(process.execPath, [bin, 'hub', 'start', '--dir', hub2, '--host', '127.0.0.1', '--mqtt-port', '0', '--https-port', '0'], { stdio: 'ignore' });
+    const hubProcess = spawn(process.execPath, [bin, 'hub', 'start', '--dir', hub2, '--host', '127.0.0.1', '--mqtt-port', '0', '--https-port', '0', '--quiet'], {
+      stdio: 'ignore',
+    });
     try {
       await waitFor('the hub to write hub.json', async () => existsSync(join(hub2, 'hub.json')), 30_000);
+      const info = JSON.parse(await readFile(join(hub2, 'hub.json'), 'utf8')) as { mqttPort: number; caFile: string };
       hubDir = hub2;
-      await rm(join(simDir, 'data', 'connection-string'));
       const exited = simulate(['--slot-size', '1M']);
       await waitForSim(join(simDir, 'sim.json'), 'the first boot', (x) => x.bootCount === 1 && x.daemonPid !== null);
       const cs = join(simDir, 'data', 'connection-string');
       expect((await stat(cs)).mode & 0o777).toBe(0o600);
-      expect(await readFile(cs, 'utf8')).toMatch(/HostName=[^;]+/);
-      expect(await readFile(cs, 'utf8')).toContain('DeviceId=pi1');
+      expect(await readFile(cs, 'utf8')).toMatch(new RegExp(`^HostName=127\\.0\\.0\\.1:${info.mqttPort};DeviceId=pi1;SharedAccessKey=`));
+      const config = JSON.parse(await readFile(join(simDir, 'config.json'), 'utf8')) as { hubCaFile: string };
+      expect(config.hubCaFile).toBe(resolve(hub2, info.caFile));
       child!.kill('SIGTERM');
       expect(await exited).toBe(0);
     } finally {

@@ -1,4 +1,6 @@
 import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import type { SimState } from '../../src/simulator/simulator.js';
 
 export async function readSimJson(path: string): Promise<SimState | undefined> {
@@ -26,4 +28,11 @@ export function waitForSim(path: string, what: string, pred: (s: SimState) => bo
     const s = await readSimJson(path);
     return s && pred(s) ? s : undefined;
   }, timeoutMs);
+}
+
+/** Builds dist/ when a test file runs on its own (npm test builds first): the CLI runs from there. */
+export function ensureBuilt(): void {
+  if (existsSync(new URL('../../dist/cli/main.js', import.meta.url))) return;
+  const r = spawnSync('npm', ['run', 'build'], { cwd: new URL('../..', import.meta.url), stdio: 'inherit' });
+  if (r.status !== 0) throw new Error('npm run build failed');
 }

@@ -3,13 +3,13 @@ import { mkdtemp, rm, readFile, readdir, writeFile, stat } from 'node:fs/promise
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync, execFile } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { simLayout, createLayout, type SimLayout } from '../../src/simulator/layout.js';
 import { startSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/simulator.js';
 import { simulatedDaemonConfig, writeDaemonConfig, firmwareConfigOf, piotaBin } from '../../src/simulator/daemon-config.js';
 import { TrybootBackend, readAutoboot } from '../../src/boot/index.js';
 import { writeStubDaemon, stubEvents } from './stub-daemon.js';
-import { waitFor, waitForSim, readSimJson } from './helpers.js';
+import { waitFor, waitForSim, readSimJson, ensureBuilt } from './helpers.js';
 
 let dir: string;
 let layout: SimLayout;
@@ -18,13 +18,7 @@ let stubLog: string;
 let sim: Simulator | undefined;
 let boot: TrybootBackend;
 
-beforeAll(() => {
-  // The reboot command is the real `piota simulate reboot`, run from dist/.
-  if (!existsSync(new URL('../../dist/cli/main.js', import.meta.url))) {
-    const r = spawnSync('npm', ['run', 'build'], { cwd: new URL('../..', import.meta.url), stdio: 'inherit' });
-    if (r.status !== 0) throw new Error('npm run build failed');
-  }
-});
+beforeAll(ensureBuilt);
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'piota-sim-'));
@@ -147,7 +141,7 @@ describe('the simulated Pi firmware', () => {
   });
 
   it('--fail-trial: the trial boot hangs with no daemon, the watchdog resets the board into the committed slot, once', async () => {
-    await start({ failTrial: true, watchdogMs: 800 });
+    await start({ failTrial: true, watchdogMs: 2500 });
     await waitForSim(layout.simJson, 'the first boot', running(1));
     await boot.prepareTrial('B');
     expect((await rebootCommand(true)).status).toBe(0);
@@ -196,6 +190,24 @@ describe('the simulated Pi firmware', () => {
     expect((await readSimJson(layout.simJson))?.bootCount).toBe(2); // not booted twice
   });
 
+  it('merges reboot requests that arrive while a reboot is under way', async () => {
+    // A daemon that ignores SIGTERM keeps the first reboot busy until the test kills it.
+    await start({ stopGraceMs: 60_000 }, { STUB_IGNORE_TERM: '1' });
+    const s1 = await waitForSim(layout.simJson, 'the first boot', running(1));
+    expect((await rebootCommand(false)).status).toBe(0);
+    const late = await Promise.all([rebootCommand(true), rebootCommand(false)]);
+    expect(late.map((a) => a.status)).toEqual([0, 0]);
+    process.kill(s1.daemonPid!, 'SIGKILL'); // ends the first reboot's wait; not a power cut
+    const s2 = await waitForSim(layout.simJson, 'the reboot', running(2));
+    expect(s2).toMatchObject({ trial: false });
+    await new Promise((r) => setTimeout(r, 400));
+    expect((await readSimJson(layout.simJson))?.bootCount).toBe(2);
+    const stopping = sim!.stop();
+    process.kill(s2.daemonPid!, 'SIGKILL'); // this one ignores SIGTERM too
+    expect(await stopping).toEqual({ code: 0 });
+    sim = undefined;
+  });
+
   it("the daemon can run the config's tryboot command itself, with no PATH", async () => {
     await boot.prepareTrial('B');
     await start({}, { STUB_MODE: 'tryboot-once' });
@@ -217,6 +229,17 @@ describe('the simulated Pi firmware', () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('no simulated Pi is running there');
     expect(await readdir(layout.dir)).toContain('daemon.log');
+  });
+
+  it('refuses a second simulator on the same board, leaving the first one working', async () => {
+    await start();
+    const s1 = await waitForSim(layout.simJson, 'the first boot', running(1));
+    const first = sim;
+    await expect(start()).rejects.toThrow('another simulated Pi is already running in this directory');
+    sim = first;
+    expect(() => process.kill(s1.daemonPid!, 0)).not.toThrow(); // its daemon was not taken for a leftover
+    expect((await rebootCommand(false)).status).toBe(0);
+    await waitForSim(layout.simJson, 'the reboot', running(2));
   });
 
   it('refuses to boot a board whose autoboot.txt is broken, naming the problem', async () => {

@@ -14,8 +14,21 @@ export function loopDevicesUnavailable(): string | undefined {
   return undefined;
 }
 
-export function attachLoop(file: string): string {
-  return execFileSync('losetup', ['-f', '--show', file], { encoding: 'utf8' }).trim();
+/** Attaches `file`; `partitions` asks the kernel to scan its partition table (losetup -P). */
+export function attachLoop(file: string, partitions = false): string {
+  return execFileSync('losetup', ['-f', '--show', ...(partitions ? ['-P'] : []), file], { encoding: 'utf8' }).trim();
+}
+
+/** A disk image of `size` bytes with an MBR holding one Linux partition from sector 2048 to the end. */
+export function mbrDiskImage(size: number): Buffer {
+  const disk = Buffer.alloc(size);
+  const entry = 446;
+  disk[entry + 4] = 0x83;
+  disk.writeUInt32LE(2048, entry + 8);
+  disk.writeUInt32LE(size / 512 - 2048, entry + 12);
+  disk[510] = 0x55;
+  disk[511] = 0xaa;
+  return disk;
 }
 
 export function detachLoop(device: string): void {

@@ -4,9 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { describePartition, partitionSize, openPartitionForWrite, hashPartition, readBackHash, SlotError } from '../../src/slots/index.js';
 import { parseMountinfo } from '../../src/slots/mounts.js';
-import { loopDevicesUnavailable, attachLoop, detachLoop } from './loop-device.js';
+import { loopDevicesUnavailable, attachLoop, detachLoop, mbrDiskImage } from './loop-device.js';
 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 
@@ -171,6 +172,31 @@ describe.skipIf(noLoop !== undefined)('slot partitions on real loop devices', ()
     } finally {
       await first.close();
     }
+  });
+
+  it('refuses a whole disk while one of its partitions is mounted', async () => {
+    if (spawnSync('which', ['mkfs.ext4'], { stdio: 'ignore' }).status !== 0) {
+      console.log('skipping the mounted-partition check: mkfs.ext4 is not installed');
+      return;
+    }
+    const file = join(dir, 'disk-mbr.img');
+    await writeFile(file, mbrDiskImage(8 << 20));
+    const device = attachLoop(file, true);
+    attached.push(device);
+    const part = `${device}p1`;
+    const deadline = Date.now() + 1000;
+    while (!existsSync(part) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    if (!existsSync(part)) {
+      console.log(`skipping the mounted-partition check: no ${part} appeared (this kernel does not read MBR partition tables)`);
+      return;
+    }
+    execFileSync('mkfs.ext4', ['-q', part]);
+    const mnt = join(dir, 'mnt-part');
+    await mkdir(mnt);
+    execFileSync('mount', [part, mnt]);
+    mounted.push(mnt);
+    const err = await expectSlotError(openPartitionForWrite(device), 'mounted');
+    expect(err.message).toContain('a partition of this disk');
   });
 
   it('refuses a mounted block device, and a file whose loop device is mounted', async () => {
