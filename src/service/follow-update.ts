@@ -62,6 +62,9 @@ export async function triggerAndFollow(hub: HubService, options: FollowOptions):
     return result;
   };
 
+  // A device without updateIds (Microsoft's sample) is followed from the first change after this
+  // snapshot, so a result left on the twin by an earlier update is not taken for this one's.
+  const before = await hub.reportedProperties(options.deviceId).then(firmwareUpdateView, () => null);
   let answer: MethodResult;
   try {
     const methodTimeout = Math.max(5, Math.min(300, Math.floor(options.timeoutMs / 1000)));
@@ -81,6 +84,7 @@ export async function triggerAndFollow(hub: HubService, options: FollowOptions):
   let lastStatus: string | null = null;
   let lastBytes: number | null = null;
   let lastPollError = '';
+  let followingUnkeyed = false;
   for (;;) {
     if (options.signal?.aborted) throw options.signal.reason;
     if (Date.now() >= deadline) {
@@ -99,7 +103,8 @@ export async function triggerAndFollow(hub: HubService, options: FollowOptions):
     }
     // A device that answered with an updateId is followed on that update only: a twin still showing
     // the previous update's result is not this one's.
-    if (view && view.status && (updateId === null || view.updateId === updateId)) {
+    if (view && updateId === null && !followingUnkeyed) followingUnkeyed = JSON.stringify(view) !== JSON.stringify(before);
+    if (view && view.status && (updateId === null ? followingUnkeyed : view.updateId === updateId)) {
       if (view.status !== lastStatus) {
         lastStatus = view.status;
         options.onEvent({ event: 'status', time: now(), status: view.status, updateId: view.updateId, waitingFor: view.waitingFor, applyAt: view.applyAt, error: view.error });
