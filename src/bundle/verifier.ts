@@ -184,8 +184,8 @@ async function readStoredChunk(reader: ByteReader, header: VerifiedHeader, chunk
  * yielded every chunk before it. `source` starts at the bundle offset of chunk `fromChunk`, so a
  * download can resume with an HTTP Range request after a restart.
  *
- * While the caller writes one chunk, the next one is already being read and hashed, so the download
- * keeps flowing; at most two stored chunks and one expanded chunk are held at a time.
+ * While the caller writes one chunk, the next one is already being read, hashed and expanded, so the
+ * download keeps flowing; at most two chunks (stored and expanded) are held at a time.
  */
 export async function* verifyChunks(
   header: VerifiedHeader,
@@ -195,8 +195,12 @@ export async function* verifyChunks(
   const { chunks, payloads } = header.manifest;
   const compressionOf = new Map(payloads.map((p) => [p.name, p.compression]));
   const reader = new ByteReader(source);
+  // The next chunk is read, hash-checked and expanded while the caller writes this one.
   const readAhead = (index: number): Promise<Buffer> => {
-    const next = readStoredChunk(reader, header, chunks[index]);
+    const chunk = chunks[index];
+    const next = readStoredChunk(reader, header, chunk).then((stored) =>
+      compressionOf.get(chunk.payload) === 'gzip' ? expand(stored, chunk) : stored,
+    );
     next.catch(() => undefined); // awaited in turn below; this keeps an early failure from counting as unhandled
     return next;
   };
@@ -209,9 +213,8 @@ export async function* verifyChunks(
     pending = fromChunk < chunks.length ? readAhead(fromChunk) : undefined;
     for (let i = fromChunk; i < chunks.length; i++) {
       const chunk = chunks[i];
-      const stored = await pending!;
+      const data = await pending!;
       pending = i + 1 < chunks.length ? readAhead(i + 1) : undefined;
-      const data = compressionOf.get(chunk.payload) === 'gzip' ? await expand(stored, chunk) : stored;
       yield { index: i, payload: chunk.payload, imageOffset: chunk.imageOffset, data };
     }
   } finally {
