@@ -173,15 +173,20 @@ describe('scripts/trial-guard.sh', () => {
     });
   });
 
-  it('reads values the way coreutils od --endian=big does (the command docs/raspberry-pi.md gives)', async () => {
+  it('reads a value as coreutils od --endian=big does (the command docs/raspberry-pi.md gives)', async () => {
     const od = spawnSync('od', ['--version'], { encoding: 'utf8' });
     if (od.status !== 0 || !od.stdout.includes('coreutils')) {
       console.warn('od --endian comparison skipped: od is not GNU coreutils here');
       return;
     }
-    await setBootloader({ partition: Buffer.from([0x01, 0x02, 0x03, 0x04]) });
+    // 0x00000102 = 258: out of range, so the guard names the number it read (and refuses it).
+    await setBootloader({ tryboot: 1, partition: Buffer.from([0x00, 0x00, 0x01, 0x02]) });
+    await writeFile(autoboot, piotaAutoboot(2, 3));
     const r = spawnSync('od', ['-An', '-tu4', '--endian=big', join(dt, 'partition')], { encoding: 'utf8' });
-    expect(Number(r.stdout.trim())).toBe(0x01020304);
+    expect(r.stdout.trim()).toBe('258');
+    const g = guard();
+    expect(g).toMatchObject({ status: 1, rebooted: null });
+    expect(g.stderr).toMatch(/the bootloader's partition is 258, not a partition number/);
   });
 });
 
@@ -202,7 +207,7 @@ describe('systemd/piota-trial-guard.{service,timer}', () => {
     expect(s).toContain('Type=oneshot');
     expect(s).toContain('ExecStart=/usr/lib/piota/trial-guard.sh --autoboot /boot/bootconfig/autoboot.txt --device-tree /proc/device-tree/chosen/bootloader --reboot-command "systemctl reboot"');
     expect(s).toContain('ProtectSystem=strict');
-    expect(s).toContain('CapabilityBoundingSet=CAP_SYS_BOOT');
+    expect(s).toContain('CapabilityBoundingSet=CAP_SYS_BOOT CAP_DAC_READ_SEARCH');
     // Either would stop the guard: hidden /proc/1 (systemctl skips the reboot in a "chroot"), hidden device tree.
     expect(s.filter((l) => l.startsWith('ProtectProc=') || l.startsWith('ProcSubset='))).toEqual([]);
     expect(s.some((l) => l.startsWith('WantedBy='))).toBe(false); // started by its timer only
