@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds piota_<version>_all.deb with dpkg-deb: the compiled program and its production
-# dependencies in /usr/lib/piota, /usr/bin/piota, the systemd unit, /etc/piota/config.json
+# dependencies in /usr/lib/piota, /usr/bin/piota, the systemd units (the agent, and the trial
+# guard with its timer), /etc/piota/config.json
 # (a conffile) and the maintainer scripts. Pure JavaScript, so one package serves every Pi.
 #
 #   scripts/build-deb.sh [--out DIR] [--no-build]
@@ -52,6 +53,8 @@ mkdir -p "$lib/bin"
 cp bin/piota.js "$lib/bin/piota.js"
 # The installer rides along, for provisioning a device whose image already carries piota.
 cp scripts/install.sh "$lib/install.sh"
+# The trial guard is a shell script on purpose: it must work when Node or piota does not.
+cp scripts/trial-guard.sh "$lib/trial-guard.sh"
 (cd dist && find . -name '*.js' -type f) | while read -r f; do
   mkdir -p "$lib/dist/$(dirname "$f")"
   cp "dist/$f" "$lib/dist/$f"
@@ -75,7 +78,9 @@ rm -rf "$lib/node_modules/@types"
 find "$lib/node_modules" -type d -empty -delete
 
 ln -s ../lib/piota/bin/piota.js "$root/usr/bin/piota"
-cp systemd/piota.service "$root/usr/lib/systemd/system/piota.service"
+for unit in piota.service piota-trial-guard.service piota-trial-guard.timer; do
+  cp "systemd/$unit" "$root/usr/lib/systemd/system/$unit"
+done
 cp config.example.json "$root/etc/piota/config.json"
 cp README.md "$root/usr/share/doc/piota/README.md"
 [ -f docs/raspberry-pi.md ] && cp docs/raspberry-pi.md "$root/usr/share/doc/piota/raspberry-pi.md"
@@ -94,15 +99,18 @@ EOF
 cat >"$root/DEBIAN/postinst" <<'EOF'
 #!/bin/sh
 set -e
+# The agent, and the timer of the trial guard (its service is started by the timer only).
 if [ "$1" = configure ] || [ "$1" = abort-upgrade ] || [ "$1" = abort-deconfigure ] || [ "$1" = abort-remove ]; then
-  # Removes only the mask deb-systemd-helper made when the package was removed.
-  deb-systemd-helper unmask piota.service >/dev/null || true
-  # was-enabled is true for a new installation.
-  if deb-systemd-helper --quiet was-enabled piota.service; then
-    deb-systemd-helper enable piota.service >/dev/null || true
-  else
-    deb-systemd-helper update-state piota.service >/dev/null || true
-  fi
+  for unit in piota.service piota-trial-guard.timer; do
+    # Removes only the mask deb-systemd-helper made when the package was removed.
+    deb-systemd-helper unmask "$unit" >/dev/null || true
+    # was-enabled is true for a new installation.
+    if deb-systemd-helper --quiet was-enabled "$unit"; then
+      deb-systemd-helper enable "$unit" >/dev/null || true
+    else
+      deb-systemd-helper update-state "$unit" >/dev/null || true
+    fi
+  done
 fi
 if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
   systemctl --system daemon-reload >/dev/null || true
@@ -111,6 +119,9 @@ if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
   if systemctl --quiet is-enabled piota.service; then
     deb-systemd-invoke restart piota.service >/dev/null || echo "piota: piota.service did not start; see journalctl -u piota" >&2
   fi
+  # The trial guard's timer is not started here: it counts from the boot (OnBootSec=), so started
+  # late it would elapse at once, and an install is no moment for a reboot. Every trial is a boot,
+  # and timers.target starts it then.
 fi
 exit 0
 EOF
@@ -120,6 +131,11 @@ set -e
 if [ -d /run/systemd/system ] && { [ "$1" = remove ] || [ "$1" = upgrade ] || [ "$1" = deconfigure ]; }; then
   deb-systemd-invoke stop piota.service >/dev/null || true
 fi
+# The trial guard's timer keeps running across an upgrade (postinst does not start it again, see
+# there); a removal stops it.
+if [ -d /run/systemd/system ] && { [ "$1" = remove ] || [ "$1" = deconfigure ]; }; then
+  deb-systemd-invoke stop piota-trial-guard.timer piota-trial-guard.service >/dev/null || true
+fi
 exit 0
 EOF
 cat >"$root/DEBIAN/postrm" <<'EOF'
@@ -127,12 +143,12 @@ cat >"$root/DEBIAN/postrm" <<'EOF'
 set -e
 if [ -d /run/systemd/system ]; then systemctl --system daemon-reload >/dev/null || true; fi
 if [ "$1" = remove ] && [ -x /usr/bin/deb-systemd-helper ]; then
-  deb-systemd-helper mask piota.service >/dev/null || true
+  deb-systemd-helper mask piota.service piota-trial-guard.timer >/dev/null || true
 fi
 if [ "$1" = purge ]; then
   if [ -x /usr/bin/deb-systemd-helper ]; then
-    deb-systemd-helper purge piota.service >/dev/null || true
-    deb-systemd-helper unmask piota.service >/dev/null || true
+    deb-systemd-helper purge piota.service piota-trial-guard.timer >/dev/null || true
+    deb-systemd-helper unmask piota.service piota-trial-guard.timer >/dev/null || true
   fi
   # The fleet config and the device's state (its connection string included). A stateDir other
   # than the default is not known here (the config is already gone): install.sh --uninstall
@@ -165,7 +181,7 @@ EOF
 # Normal permissions whatever the umask of the build machine was.
 find "$root" -type d -exec chmod 0755 {} +
 find "$root" -type f -exec chmod 0644 {} +
-chmod 0755 "$lib/bin/piota.js" "$lib/install.sh" "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
+chmod 0755 "$lib/bin/piota.js" "$lib/install.sh" "$lib/trial-guard.sh" "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
 
 mkdir -p "$out"
 deb="$(cd "$out" && pwd)/piota_${debversion}_all.deb"

@@ -89,6 +89,7 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       '/usr/lib/piota/node_modules/pino/package.json', '/usr/lib/piota/node_modules/azure-iot-device/package.json',
       '/usr/lib/systemd/system/piota.service', '/etc/piota/config.json', '/usr/share/doc/piota/copyright',
       '/usr/share/doc/piota/raspberry-pi.md', '/usr/lib/piota/install.sh',
+      '/usr/lib/piota/trial-guard.sh', '/usr/lib/systemd/system/piota-trial-guard.service', '/usr/lib/systemd/system/piota-trial-guard.timer',
     ]) expect(p).toContain(expected);
     expect(p).toContain('/usr/bin/piota -> ../lib/piota/bin/piota.js');
     // Nothing for development (type declarations included), nothing compiled for one architecture, no source maps.
@@ -99,6 +100,7 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
     expect(listing.filter((l) => !l.includes(' root/root '))).toEqual([]);
     expect(listing.find((l) => l.endsWith('/usr/lib/piota/bin/piota.js'))).toMatch(/^-rwxr-xr-x/);
     expect(listing.find((l) => l.endsWith('/usr/lib/piota/install.sh'))).toMatch(/^-rwxr-xr-x/);
+    expect(listing.find((l) => l.endsWith('/usr/lib/piota/trial-guard.sh'))).toMatch(/^-rwxr-xr-x/);
   });
 
   it('runs from the extracted tree and prints the package version', async () => {
@@ -106,14 +108,21 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
     ok(run('dpkg-deb', ['-x', deb, tree]));
     expect(ok(run(process.execPath, [join(tree, 'usr/lib/piota/bin/piota.js'), '--version'])).trim()).toBe(version);
     expect(await readFile(join(tree, 'etc/piota/config.json'), 'utf8')).toBe(await readFile(join(repo, 'config.example.json'), 'utf8'));
+    // The packaged guard is the script in the repository, and runs (no Node): --dry-run, not a trial.
+    expect(await readFile(join(tree, 'usr/lib/piota/trial-guard.sh'), 'utf8')).toBe(await readFile(join(repo, 'scripts/trial-guard.sh'), 'utf8'));
+    await writeFile(join(out, 'tryboot'), Buffer.alloc(4));
+    const guard = run(join(tree, 'usr/lib/piota/trial-guard.sh'), ['--device-tree', out, '--dry-run']);
+    expect({ status: guard.status, stderr: guard.stderr }).toEqual({ status: 0, stderr: 'piota-trial-guard: not a trial boot (tryboot=0): nothing to do\n' });
   });
 
   describe.skipIf(skipReal !== undefined)('installed with dpkg on this machine', () => {
     let shim: string | undefined;
     let createdData = false;
     let mountedData = false;
-    const installedPaths = ['/usr/lib/piota', '/usr/bin/piota', '/usr/lib/systemd/system/piota.service'];
+    const installedPaths = ['/usr/lib/piota', '/usr/bin/piota', '/usr/lib/systemd/system/piota.service',
+      '/usr/lib/systemd/system/piota-trial-guard.service', '/usr/lib/systemd/system/piota-trial-guard.timer'];
     const wants = '/etc/systemd/system/multi-user.target.wants/piota.service';
+    const timerWants = '/etc/systemd/system/timers.target.wants/piota-trial-guard.timer';
     const status = () => run('dpkg-query', ['-W', '-f=${Status} ${Version}', 'piota']);
 
     // dpkg unpacks and deletes some 10,000 files each time: slow on a busy machine.
@@ -154,14 +163,17 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       rmSync(LOCK, { force: true });
     });
 
-    it('installs: /usr/bin/piota runs, the unit verifies cleanly in place, the service is enabled', slow, () => {
+    it('installs: /usr/bin/piota runs, the units verify cleanly in place, the service and the guard\'s timer are enabled', slow, () => {
       const r = run('dpkg', ['-i', deb], { env: { DEBIAN_FRONTEND: 'noninteractive' } });
       expect(r.status, r.stderr).toBe(0);
       expect(status().stdout).toBe(`install ok installed ${version}`);
       expect(ok(run('/usr/bin/piota', ['--version'])).trim()).toBe(version);
-      const verify = run('systemd-analyze', ['verify', '/usr/lib/systemd/system/piota.service']);
+      const units = ['piota.service', 'piota-trial-guard.service', 'piota-trial-guard.timer'].map((u) => `/usr/lib/systemd/system/${u}`);
+      const verify = run('systemd-analyze', ['verify', ...units]);
       expect({ status: verify.status, stderr: verify.stderr }).toEqual({ status: 0, stderr: '' });
       expect(existsSync(wants)).toBe(true);
+      // deb-systemd-helper links to /lib/systemd/system/… where /lib is the merged /usr/lib.
+      expect(readlinkSync(timerWants)).toMatch(/^(\/usr)?\/lib\/systemd\/system\/piota-trial-guard\.timer$/);
     });
 
     it('keeps a changed config, the state and a disabled service across an upgrade', slow, async () => {
@@ -175,6 +187,7 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       expect(await readFile('/etc/piota/config.json', 'utf8')).toBe(config);
       expect(await readFile('/data/piota/connection-string', 'utf8')).toBe(CS);
       expect(existsSync(wants), 'an administrator disabled it: the upgrade must not enable it').toBe(false);
+      expect(existsSync(timerWants), 'the guard\'s timer stays enabled').toBe(true);
       ok(run('systemctl', ['enable', 'piota.service']));
     });
 
@@ -183,8 +196,10 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       expect(status().stdout).toBe(`deinstall ok config-files ${version}`);
       for (const p of installedPaths) expect(existsSync(p), p).toBe(false);
       expect(existsSync(wants)).toBe(false);
-      // As debhelper's scripts do: a removed package's unit is masked until purge or reinstall.
+      expect(existsSync(timerWants)).toBe(false);
+      // As debhelper's scripts do: a removed package's units are masked until purge or reinstall.
       expect(readlinkSync('/etc/systemd/system/piota.service')).toBe('/dev/null');
+      expect(readlinkSync('/etc/systemd/system/piota-trial-guard.timer')).toBe('/dev/null');
       expect(existsSync('/etc/piota/config.json')).toBe(true);
       expect(existsSync('/data/piota/connection-string')).toBe(true);
 
@@ -192,7 +207,7 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       const gone = status();
       expect(gone.status).not.toBe(0);
       expect(gone.stderr).toMatch(/no packages found matching piota|not installed/);
-      for (const p of [...installedPaths, wants, '/etc/piota', '/data/piota']) expect(existsSync(p), p).toBe(false);
+      for (const p of [...installedPaths, wants, timerWants, '/etc/piota', '/data/piota']) expect(existsSync(p), p).toBe(false);
       expect(readdirSync('/var/lib/dpkg/info').filter((f) => f.startsWith('piota.'))).toEqual([]);
       // No enablement, mask or deb-systemd-helper state left.
       const leftovers = ['/etc/systemd', '/var/lib/systemd'].flatMap((d) => existsSync(d)
@@ -218,6 +233,7 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       expect(JSON.parse(await readFile('/etc/piota/config.json', 'utf8')).trustedKeys).toEqual(['/etc/piota/keys/vendor.pub']);
       expect(await readFile('/data/piota/connection-string', 'utf8')).toBe(CS);
       expect(existsSync(wants)).toBe(true);
+      expect(existsSync(timerWants)).toBe(true);
       // Again, with the copy the package carries (how a device whose image has piota is provisioned):
       // nothing changes, nothing fails.
       const again = run('bash', ['/usr/lib/piota/install.sh', '--connection-string', '-'], { input: CS });
@@ -228,7 +244,8 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       const u = run('bash', [join(repo, 'scripts/install.sh'), '--uninstall', '--purge']);
       expect(u.status, u.stderr).toBe(0);
       expect(status().status).not.toBe(0);
-      for (const p of [...installedPaths, wants, '/etc/piota', '/data/piota', '/etc/systemd/system/piota.service']) expect(existsSync(p), p).toBe(false);
+      for (const p of [...installedPaths, wants, timerWants, '/etc/piota', '/data/piota', '/etc/systemd/system/piota.service',
+        '/etc/systemd/system/piota-trial-guard.timer']) expect(existsSync(p), p).toBe(false);
       ok(run('umount', ['/data']));
       mountedData = false;
     });
