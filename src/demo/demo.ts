@@ -89,14 +89,19 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     });
     sim.stderr!.on('data', (d: Buffer) => simLines.push(...d.toString().split('\n').filter(Boolean)));
     say('The simulator plays the Pi firmware (A/B slots, autoboot.txt, tryboot) around the real piota daemon.');
-    await waitUntil(() => hub!.connectedDevices().includes('demo-pi'), 30_000, options.signal, () => `the simulated Pi did not connect:\n${simLines.join('\n')}`);
+    // Started = connected and its inventory reported: the daemon reports after it has read the twin,
+    // by which time its direct methods are subscribed.
+    const service = iothubService(hub.info);
+    const reportedInventory = () =>
+      service.reportedProperties('demo-pi').then((r) => (r.piota as { bootedSlot?: string } | undefined)?.bootedSlot !== undefined, () => false);
+    await waitUntil(async () => hub!.connectedDevices().includes('demo-pi') && (await reportedInventory()), 30_000, options.signal, () => `the simulated Pi did not connect:\n${simLines.join('\n')}`);
     say('demo-pi booted slot A and connected to the hub.');
     stopNarration = narrateDaemonLog(join(piDir, 'daemon.log'), (line) => say(`   device: ${line}`));
     firmwareSays = (line) => say(`   Pi firmware: ${line}`);
 
     step('5. piota trigger: invoke firmwareUpdate and follow the twin');
     const print = followPrinter({ json: false, tty: false, write: options.write });
-    const result = await triggerAndFollow(iothubService(hub.info), {
+    const result = await triggerAndFollow(service, {
       deviceId: 'demo-pi',
       payload: { fwPackageUri: url },
       timeoutMs: 120_000,
@@ -131,9 +136,9 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   }
 }
 
-async function waitUntil(check: () => boolean, timeoutMs: number, signal: AbortSignal | undefined, failure: () => string): Promise<void> {
+async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs: number, signal: AbortSignal | undefined, failure: () => string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!check()) {
+  while (!(await check())) {
     if (signal?.aborted) throw signal.reason;
     if (Date.now() > deadline) throw new Error(failure());
     await new Promise((r) => setTimeout(r, 100));
