@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createBundle, generateKeyPair, readVerifiedHeader, verifyChunks } from '../dist/bundle/index.js';
+import { bestOf } from './bench-timing.js';
 
 const { values } = parseArgs({ options: { size: { type: 'string', default: '128' }, rounds: { type: 'string', default: '3' } } });
 const MiB = 1024 * 1024;
@@ -25,15 +26,7 @@ async function writeImage(path) {
   await fh.close();
 }
 
-async function best(fn) {
-  let min = Infinity;
-  for (let i = 0; i < rounds; i++) {
-    const t = process.hrtime.bigint();
-    await fn();
-    min = Math.min(min, Number(process.hrtime.bigint() - t) / 1e9);
-  }
-  return min;
-}
+const best = (fn) => bestOf(rounds, fn);
 
 async function sha256File(path) {
   const h = createHash('sha256');

@@ -20,6 +20,7 @@ import { ensureCertificates } from '../dist/hub-emulator/certificates.js';
 import { openDownload } from '../dist/download/https-source.js';
 import { downloadToSlot } from '../dist/agent/download-to-slot.js';
 import { hashPartition, openPartitionForWrite, partitionSize } from '../dist/slots/index.js';
+import { bestOf } from './bench-timing.js';
 
 const { values } = parseArgs({ options: { size: { type: 'string', default: '128' }, rounds: { type: 'string', default: '3' }, compression: { type: 'string', default: 'gzip' } } });
 const MiB = 1024 * 1024;
@@ -95,15 +96,7 @@ try {
       clearInterval(timer);
     }
   };
-  const best = async (fn) => {
-    let min = Infinity;
-    for (let i = 0; i < rounds; i++) {
-      const t = process.hrtime.bigint();
-      await fn();
-      min = Math.min(min, Number(process.hrtime.bigint() - t) / 1e9);
-    }
-    return min;
-  };
+  const best = (fn) => bestOf(rounds, fn);
   const tBase = await best(baseline);
   const tDaemon = await best(daemonPath);
   const mbps = (s) => (bundleSize / MiB / s).toFixed(0);
