@@ -27,6 +27,10 @@ export class UpdateRunner {
   private running: Promise<void> | null = null;
   private abort: AbortController | null = null;
   private stopped = false;
+  /** A new update arrived while the last one was winding down: drive again when done. */
+  private startAgain = false;
+  /** firmwareUpdateCancel asked; honoured by the next cancellable phase. */
+  private cancelRequested = false;
 
   constructor(private readonly deps: RunnerDeps) {}
 
@@ -34,7 +38,7 @@ export class UpdateRunner {
   start(resumed: boolean): void {
     if (this.stopped) return;
     if (this.running) {
-      this.startAgain = true; // a new update arrived while the last one was winding down
+      this.startAgain = true;
       return;
     }
     this.running = this.drive(resumed)
@@ -48,12 +52,6 @@ export class UpdateRunner {
       });
   }
 
-  private startAgain = false;
-
-  get busy(): boolean {
-    return this.running !== null;
-  }
-
   /** firmwareUpdateCancel: true when the update was cancelled, false when it is too late. */
   cancel(): boolean {
     const u = this.deps.state.update;
@@ -63,8 +61,6 @@ export class UpdateRunner {
     if (!this.running) this.start(false);
     return true;
   }
-
-  private cancelRequested = false;
 
   /** Stops the current phase's work without a transition (daemon shutdown); resumes at next start. */
   async stop(): Promise<void> {
