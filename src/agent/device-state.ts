@@ -104,6 +104,17 @@ export function emptyState(): DeviceState {
   return { slots: { A: null, B: null }, update: null, newestTimestamp: 0 };
 }
 
+/** How far the download got, in the reported-properties shape. */
+export function updateProgress(u: UpdateRecord): { bytes: number; totalBytes: number | null; percent: number | null } {
+  const total = u.bundle?.totalBytes ?? null;
+  return { bytes: u.bytesDownloaded, totalBytes: total, percent: total ? Math.min(100, Math.floor((u.bytesDownloaded / total) * 100)) : null };
+}
+
+/** The version the update installs: the bundle's once its header was read, else what the caller named. */
+export function targetVersion(u: UpdateRecord): string | null {
+  return u.bundle?.version ?? u.expectedVersion;
+}
+
 export function isTerminal(phase: Phase): boolean {
   return TERMINAL_PHASES.includes(phase);
 }

@@ -120,16 +120,14 @@ async function open(url: string, start: number, deps: DownloadDeps): Promise<Dow
 
 function summarize(header: VerifiedHeader, totalSize: number | null): BundleSummary {
   const m = header.manifest;
-  const last = m.chunks[m.chunks.length - 1];
-  const bundleEnd = last ? last.bundleOffset + last.storedSize : header.headerLength;
-  if (totalSize !== null && totalSize !== bundleEnd) {
-    throw new UpdateFailure('malformed', `the server says the file has ${totalSize} bytes, but the bundle's manifest describes ${bundleEnd}`);
+  if (totalSize !== null && totalSize !== header.bundleSize) {
+    throw new UpdateFailure('malformed', `the server says the file has ${totalSize} bytes, but the bundle's manifest describes ${header.bundleSize}`);
   }
   return {
     version: m.version,
     securityVersion: m.securityVersion,
     headerLength: header.headerLength,
-    totalBytes: bundleEnd,
+    totalBytes: header.bundleSize,
     chunkCount: m.chunks.length,
     payloads: m.payloads.map((p) => ({ name: p.name, imageSize: p.imageSize, imageSha256: p.imageSha256 })),
   };

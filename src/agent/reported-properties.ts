@@ -1,5 +1,5 @@
 import type { SlotName } from './config.js';
-import { reportedStatus, type DeviceState } from './device-state.js';
+import { reportedStatus, targetVersion, updateProgress, type DeviceState } from './device-state.js';
 
 /** What the daemon knows besides the state file when it reports. */
 export interface InventoryFacts {
@@ -50,8 +50,6 @@ function firmwareUpdateSection(state: DeviceState, facts: InventoryFacts) {
       progress: null, targetVersion: null, waitingFor: null, applyAt: null,
     };
   }
-  const total = u.bundle?.totalBytes ?? null;
-  const bytes = u.bytesDownloaded;
   const waitingForWindow = u.phase === 'downloadComplete' && facts.applyAt !== null;
   return {
     status: reportedStatus(u.phase),
@@ -63,12 +61,8 @@ function firmwareUpdateSection(state: DeviceState, facts: InventoryFacts) {
     startedApplyingImage: u.times.startedApplyingImage,
     lastFirmwareUpdate: u.times.lastFirmwareUpdate,
     updateId: u.updateId,
-    progress: {
-      bytes,
-      totalBytes: total,
-      percent: total ? Math.min(100, Math.floor((bytes / total) * 100)) : null,
-    },
-    targetVersion: u.bundle?.version ?? u.expectedVersion,
+    progress: updateProgress(u),
+    targetVersion: targetVersion(u),
     waitingFor: waitingForWindow ? 'applyWindow' : null,
     applyAt: waitingForWindow ? facts.applyAt : null,
   };

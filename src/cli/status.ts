@@ -1,5 +1,5 @@
 import { ConfigError, loadConfig } from '../agent/config.js';
-import { StateStore, isTerminal, reportedStatus } from '../agent/device-state.js';
+import { StateStore, isTerminal, reportedStatus, targetVersion, updateProgress } from '../agent/device-state.js';
 import { runningVersion } from '../agent/inventory.js';
 import { windowWaitUntil } from '../agent/apply-window.js';
 import { MaintenanceSchedule } from '../agent/maintenance-window.js';
@@ -62,12 +62,8 @@ and when it next opens; an update waiting for it shows when it will apply.`,
       fwPackageUri: u.fwPackageUri,
       fromSlot: u.fromSlot,
       targetSlot: u.targetSlot,
-      targetVersion: u.bundle?.version ?? u.expectedVersion,
-      progress: {
-        bytes: u.bytesDownloaded,
-        totalBytes: u.bundle?.totalBytes ?? null,
-        percent: u.bundle ? Math.min(100, Math.floor((u.bytesDownloaded / u.bundle.totalBytes) * 100)) : null,
-      },
+      targetVersion: targetVersion(u),
+      progress: updateProgress(u),
       error: u.error,
       times: u.times,
       waitingFor: applyAt ? ('applyWindow' as const) : null,

@@ -19,8 +19,6 @@ export interface DownloadRequest {
   url: string;
   /** First byte wanted (HTTP Range); 0 for the whole file. */
   start?: number;
-  /** Last byte wanted, inclusive (HTTP Range). */
-  end?: number;
   /** PEM of extra CAs to trust for this download (a private file server). */
   ca?: string;
   /** Abort the connection when no byte arrives for this long. */
@@ -45,7 +43,7 @@ export async function openDownload(req: DownloadRequest): Promise<DownloadRespon
   const url = parseHttpsUrl(req.url);
   const start = req.start ?? 0;
   const headers: Record<string, string> = { 'Accept-Encoding': 'identity' };
-  if (start > 0 || req.end !== undefined) headers.Range = `bytes=${start}-${req.end ?? ''}`;
+  if (start > 0) headers.Range = `bytes=${start}-`;
   let response;
   try {
     response = await axios.get<Readable>(url.href, {

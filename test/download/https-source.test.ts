@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDownload, DownloadError } from '../../src/download/https-source.js';
 import { startTestFileServer, type TestFileServer } from '../helpers/https-file-server.js';
-import { testTls } from '../helpers/tls.js';
 
 let server: TestFileServer;
 const content = randomBytes(300_000);
@@ -26,14 +25,14 @@ afterAll(() => server.close());
 
 describe('openDownload', () => {
   it('streams a whole file over HTTPS with a private CA', async () => {
-    const r = await openDownload({ url: server.url('f.bin'), ca: testTls().ca });
+    const r = await openDownload({ url: server.url('f.bin'), ca: server.ca });
     expect(r.totalSize).toBe(content.length);
     const got = await collect(r.body);
     expect(createHash('sha256').update(got).digest('hex')).toBe(createHash('sha256').update(content).digest('hex'));
   });
 
   it('resumes with a Range request', async () => {
-    const r = await openDownload({ url: server.url('f.bin'), ca: testTls().ca, start: 123_456 });
+    const r = await openDownload({ url: server.url('f.bin'), ca: server.ca, start: 123_456 });
     expect(r.totalSize).toBe(content.length);
     expect((await collect(r.body)).equals(content.subarray(123_456))).toBe(true);
     expect(server.requests.at(-1)?.range).toBe('bytes=123456-');
@@ -42,7 +41,7 @@ describe('openDownload', () => {
   it('skips to the offset itself when the server ignores Range', async () => {
     server.faults.ignoreRange = true;
     try {
-      const r = await openDownload({ url: server.url('f.bin'), ca: testTls().ca, start: 1000 });
+      const r = await openDownload({ url: server.url('f.bin'), ca: server.ca, start: 1000 });
       expect((await collect(r.body)).equals(content.subarray(1000))).toBe(true);
     } finally {
       server.faults.ignoreRange = false;
@@ -56,11 +55,11 @@ describe('openDownload', () => {
   });
 
   it('names HTTP errors and says which are worth retrying', async () => {
-    const missing = await openDownload({ url: server.url('nope'), ca: testTls().ca }).catch((e: unknown) => e);
+    const missing = await openDownload({ url: server.url('nope'), ca: server.ca }).catch((e: unknown) => e);
     expect(missing).toMatchObject({ code: 'httpError', transient: false });
     expect((missing as Error).message).toContain('HTTP 404');
     server.faults.failNext = { count: 1, status: 503 };
-    const busy = await openDownload({ url: server.url('f.bin'), ca: testTls().ca }).catch((e: unknown) => e);
+    const busy = await openDownload({ url: server.url('f.bin'), ca: server.ca }).catch((e: unknown) => e);
     expect(busy).toMatchObject({ code: 'httpError', transient: true });
   });
 
@@ -70,7 +69,7 @@ describe('openDownload', () => {
 
   it('reports a connection cut in the middle as an error of the stream', async () => {
     server.faults.cutAfterBytes = 200_000;
-    const r = await openDownload({ url: server.url('f.bin'), ca: testTls().ca });
+    const r = await openDownload({ url: server.url('f.bin'), ca: server.ca });
     await expect(collect(r.body)).rejects.toMatchObject({ code: 'networkError', transient: true });
   });
 });

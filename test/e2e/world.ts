@@ -3,15 +3,15 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { startHub, type RunningHub } from '../../src/hub-emulator/index.js';
+import { piotaBin } from '../../src/simulator/daemon-config.js';
 import { createBundle } from '../../src/bundle/create.js';
 import { generateKeyPair } from '../../src/bundle/keys.js';
 import { serviceClient, serviceRegistry } from '../../src/service/hub-connection.js';
 import { startTestFileServer, type TestFileServer } from '../helpers/https-file-server.js';
-import { testTls } from '../helpers/tls.js';
+import { waitFor } from '../helpers/wait-for.js';
 
-export const piotaBin = fileURLToPath(new URL('../../bin/piota.js', import.meta.url));
+export { piotaBin };
 
 export interface SimJson {
   daemonPid: number | null;
@@ -101,7 +101,7 @@ export class World {
   async pi(deviceId: string, options: { failTrial?: boolean; daemonConfig?: Record<string, unknown>; version?: string } = {}): Promise<SimulatedPi> {
     const dir = join(this.dir, deviceId);
     const args = [piotaBin, 'simulate', '--dir', dir, '--hub-dir', this.hubDir, '--device', deviceId, '--pubkey', this.key.pubFile,
-      '--download-ca', testTls().caFile, '--slot-size', '4M', '--version', options.version ?? '1.0.0'];
+      '--download-ca', this.files.caFile, '--slot-size', '4M', '--version', options.version ?? '1.0.0'];
     if (options.failTrial) args.push('--fail-trial');
     const daemonConfig = { trialTimeoutSeconds: 20, progressIntervalSeconds: 1, ...options.daemonConfig };
     await mkdir(dir, { recursive: true });
@@ -192,12 +192,4 @@ export class SimulatedPi {
   }
 }
 
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check().catch(() => undefined);
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+export { waitFor };

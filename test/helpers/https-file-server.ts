@@ -1,7 +1,10 @@
 import { createServer, type Server } from 'node:https';
 import { createReadStream, statSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { testTls } from './tls.js';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureCertificates } from '../../src/hub-emulator/certificates.js';
 
 export interface FileServerFaults {
   /** Answer this status for the next N requests. */
@@ -18,6 +21,9 @@ export interface FileServerFaults {
 
 export interface TestFileServer {
   url(name: string): string;
+  /** The CA (PEM, and a file) that signed the server's certificate for localhost. */
+  ca: string;
+  caFile: string;
   /** Serve a local file under /name. */
   add(name: string, path: string): void;
   faults: FileServerFaults;
@@ -27,11 +33,12 @@ export interface TestFileServer {
 
 /** A real HTTPS file server on 127.0.0.1 with Range support and injectable faults, for tests. */
 export async function startTestFileServer(): Promise<TestFileServer> {
-  const tls = testTls();
+  // The emulator's own certificate maker: a throwaway CA and a server certificate for localhost.
+  const tls = await ensureCertificates(await mkdtemp(join(tmpdir(), 'piota-test-tls-')), 'localhost');
   const files = new Map<string, string>();
   const faults: FileServerFaults = {};
   const requests: TestFileServer['requests'] = [];
-  const server: Server = createServer({ key: tls.key, cert: tls.cert }, (req, res) => {
+  const server: Server = createServer({ key: tls.serverKeyPem, cert: tls.serverCertPem }, (req, res) => {
     const name = decodeURIComponent(new URL(req.url ?? '/', 'https://x').pathname.slice(1));
     requests.push({ path: name, range: req.headers.range });
     if (faults.failNext && faults.failNext.count > 0) {
@@ -84,6 +91,8 @@ export async function startTestFileServer(): Promise<TestFileServer> {
   const port = (server.address() as AddressInfo).port;
   return {
     url: (name) => `https://localhost:${port}/${encodeURIComponent(name)}`,
+    ca: tls.caPem,
+    caFile: tls.caFile,
     add: (name, path) => files.set(name, path),
     faults,
     requests,

@@ -2,23 +2,15 @@ import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import type { SimState } from '../../src/simulator/simulator.js';
+import { waitFor } from '../helpers/wait-for.js';
+
+export { waitFor };
 
 export async function readSimJson(path: string): Promise<SimState | undefined> {
   try {
     return JSON.parse(await readFile(path, 'utf8')) as SimState;
   } catch {
     return undefined;
-  }
-}
-
-/** Polls until `check` returns a value (not undefined/false), or fails naming what it waited for. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
