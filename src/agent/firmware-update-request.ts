@@ -1,3 +1,5 @@
+import { VERSION_TEXT } from '../bundle/manifest.js';
+
 /** A validated `firmwareUpdate` method payload. */
 export interface FirmwareUpdateRequest {
   fwPackageUri: string;
@@ -39,8 +41,12 @@ export function parseFirmwareUpdateRequest(payload: unknown): FirmwareUpdateRequ
   }
   let version: string | null = null;
   if (p.version !== undefined && p.version !== null) {
-    if (typeof p.version !== 'string' || p.version.trim() === '' || p.version.length > 128) {
-      throw new PayloadError(`version must be a non-empty string, got ${describe(p.version)}`);
+    // The bundle manifest's own rule: a version no bundle can carry would only fail later as a
+    // versionMismatch, and a plain image's version (this text) lands in the twin and the state file.
+    if (typeof p.version !== 'string' || !VERSION_TEXT.test(p.version)) {
+      throw new PayloadError(
+        `version must be a bundle version (1 to 64 letters, digits and . _ + ~ -, starting with a letter or digit), got ${describe(p.version)}`,
+      );
     }
     version = p.version;
   }
