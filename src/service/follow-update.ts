@@ -35,7 +35,7 @@ export type FollowEvent =
   | { event: 'accepted'; time: string; updateId: string | null; message: string }
   | { event: 'status'; time: string; status: string; updateId: string | null; waitingFor: string | null; applyAt: string | null; error: { code: string; message: string } | null }
   | { event: 'progress'; time: string; bytes: number; totalBytes: number | null; percent: number | null }
-  | { event: 'result'; time: string; result: 'applyComplete' | 'downloadFailed' | 'applyFailed' | 'refused' | 'timeout' | 'offline' | 'error'; exitCode: number; updateId: string | null; message: string; error?: { code: string; message: string } | null; firmwareVersion?: string | null; status?: number };
+  | { event: 'result'; time: string; result: UpdateEnd | 'refused' | 'timeout' | 'offline' | 'error'; exitCode: number; updateId: string | null; message: string; error?: { code: string; message: string } | null; firmwareVersion?: string | null; status?: number };
 
 export interface FollowOptions {
   deviceId: string;
@@ -113,16 +113,37 @@ export async function triggerAndFollow(hub: HubService, options: FollowOptions):
         lastBytes = view.progress.bytes;
         options.onEvent({ event: 'progress', time: now(), ...view.progress });
       }
-      if (view.status === 'applyComplete') {
+      const ended = resultOfStatus(view.status);
+      if (ended === 'applyComplete') {
         return finish({ result: 'applyComplete', exitCode: EXIT.applyComplete, updateId, message: `applied; the device runs ${view.firmwareVersion ?? view.targetVersion ?? 'the new version'}`, firmwareVersion: view.firmwareVersion });
       }
-      if (view.status === 'downloadFailed' || view.status === 'applyFailed') {
+      if (ended) {
         const why = view.error ? `${view.error.code}: ${view.error.message}` : 'no reason given';
-        return finish({ result: view.status, exitCode: EXIT.failed, updateId, message: `${view.status} (${why})`, error: view.error, firmwareVersion: view.firmwareVersion });
+        const said = view.status === ended ? '' : `, reported as "${view.status}"`;
+        return finish({ result: ended, exitCode: EXIT.failed, updateId, message: `${ended} (${why}${said})`, error: view.error, firmwareVersion: view.firmwareVersion });
       }
     }
     await sleep(Math.min(options.pollMs ?? 500, Math.max(0, deadline - Date.now())));
   }
+}
+
+export type UpdateEnd = 'applyComplete' | 'downloadFailed' | 'applyFailed';
+
+/**
+ * Microsoft's Node device sample (dmpatterns_fwupdate_device.js in azure-iot-sdk-node) ends an update
+ * with statuses of its own words, whose case differs between the sample's versions; without these a
+ * trigger following such a device would wait for its timeout.
+ */
+const SAMPLE_ENDS = new Map<string, UpdateEnd>([
+  ['apply firmware image complete', 'applyComplete'],
+  ['download image failed', 'downloadFailed'],
+  ['apply image failed', 'applyFailed'],
+]);
+
+/** The result a reported status means, or null while the update goes on (or the status is unknown). */
+export function resultOfStatus(status: string): UpdateEnd | null {
+  if (status === 'applyComplete' || status === 'downloadFailed' || status === 'applyFailed') return status;
+  return SAMPLE_ENDS.get(status.trim().toLowerCase()) ?? null;
 }
 
 /** Reads `iothubDM` from reported properties, tolerating other schemas (Microsoft's samples). */
