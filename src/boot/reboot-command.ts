@@ -1,18 +1,65 @@
 import { execFile } from 'node:child_process';
 import { BootError } from './backend.js';
+import { currentRebootArgv, rejectsPositionalArgument, rejectsRebootArgumentOption, REBOOT_ARGUMENT_OPTION } from './systemctl-reboot-argv.js';
+
+/** Where a rewritten reboot command is reported; src/boot stays free of the logger library. */
+export type RebootLog = (msg: string, fields: object) => void;
+
+export interface RebootCommandOptions {
+  timeoutMs?: number;
+  /** Warnings about the command actually run; default one line on stderr (the journal under systemd). */
+  log?: RebootLog;
+}
+
+const stderrLog: RebootLog = (msg, fields) => process.stderr.write(`piota: warning: ${msg} ${JSON.stringify(fields)}\n`);
 
 /**
  * Runs a reboot command given as an argv array (no shell, so `0 tryboot` stays one argument).
  * Resolves when the command exits 0: the reboot was accepted, the system will stop us soon.
+ *
+ * The legacy `systemctl reboot "0 tryboot"` (refused by systemd >= 253) runs as
+ * `systemctl reboot "--reboot-argument=0 tryboot"`, with a warning naming both; only a systemctl
+ * that says it does not know that option (systemd < 246) gets the configured form instead.
  */
-export function runRebootCommand(argv: readonly string[], timeoutMs = 60_000): Promise<void> {
-  if (argv.length === 0 || argv[0] === '') return Promise.reject(new BootError('commandFailed', 'the reboot command is empty'));
-  const shown = argv.map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(' ');
-  return new Promise((resolve, reject) => {
+export async function runRebootCommand(argv: readonly string[], options: RebootCommandOptions = {}): Promise<void> {
+  const { timeoutMs = 60_000, log = stderrLog } = options;
+  if (argv.length === 0 || argv[0] === '') throw new BootError('commandFailed', 'the reboot command is empty');
+  const current = currentRebootArgv(argv);
+  if (!current) return check(argv, await run(argv, timeoutMs));
+
+  log(`the reboot command passes the reboot argument positionally, which systemd 253 and later refuse ("Too many arguments"); running the ${REBOOT_ARGUMENT_OPTION}= form instead`, {
+    configured: argv,
+    running: current,
+  });
+  const outcome = await run(current, timeoutMs);
+  if (outcome.failed && rejectsRebootArgumentOption(outcome.stderr)) {
+    log(`this systemctl does not know ${REBOOT_ARGUMENT_OPTION} (systemd older than 246); running the configured form`, { configured: argv, running: argv });
+    return check(argv, await run(argv, timeoutMs));
+  }
+  check(current, outcome);
+}
+
+interface Outcome {
+  failed: boolean;
+  stderr: string;
+  message: string;
+}
+
+function run(argv: readonly string[], timeoutMs: number): Promise<Outcome> {
+  return new Promise((resolve) => {
     execFile(argv[0], argv.slice(1), { timeout: timeoutMs }, (err, _stdout, stderr) => {
-      if (!err) return resolve();
-      const detail = String(stderr).trim().split('\n').pop() || err.message;
-      reject(new BootError('commandFailed', `reboot command '${shown}' failed: ${detail}`));
+      resolve({ failed: err !== null, stderr: String(stderr), message: err?.message ?? '' });
     });
   });
+}
+
+/** Throws the error a person can act on when the command failed. */
+function check(argv: readonly string[], outcome: Outcome): void {
+  if (!outcome.failed) return;
+  const shown = argv.map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(' ');
+  const detail = outcome.stderr.trim().split('\n').pop() || outcome.message;
+  const hint = rejectsPositionalArgument(argv, outcome.stderr)
+    ? ` (systemd 253 and later take the reboot argument only as ${REBOOT_ARGUMENT_OPTION}=..., e.g. systemctl reboot "${REBOOT_ARGUMENT_OPTION}=0 tryboot")`
+    : '';
+  throw new BootError('commandFailed', `reboot command '${shown}' failed: ${detail}${hint}`);
 }

@@ -1,7 +1,7 @@
 import { BootError, SLOTS, type BootBackend, type Slot } from './backend.js';
 import { readAutoboot, writeAutoboot } from './autoboot-file.js';
 import { readBootloaderValue } from './device-tree.js';
-import { runRebootCommand } from './reboot-command.js';
+import { runRebootCommand, type RebootLog } from './reboot-command.js';
 
 /** The `boot` section of the daemon config for the tryboot backend. */
 export interface TrybootOptions {
@@ -11,7 +11,7 @@ export interface TrybootOptions {
   /** Where the firmware publishes `tryboot` and `partition` (/proc/device-tree/chosen/bootloader). */
   deviceTreeDir: string;
   rebootCommand: readonly string[];
-  /** A reboot that boots the `[tryboot]` partition once, e.g. systemctl reboot "0 tryboot". */
+  /** A reboot that boots the `[tryboot]` partition once: systemctl reboot "--reboot-argument=0 tryboot". */
   trybootCommand: readonly string[];
 }
 
@@ -20,13 +20,17 @@ export interface TrybootOptions {
  * a `0 tryboot` reboot uses once (`[tryboot]`); the firmware tells the booted partition and whether
  * this boot was a trial in the device tree.
  *
- * Outside a trial, `[tryboot]` points at the committed partition too, so a stray `reboot "0 tryboot"`
+ * Outside a trial, `[tryboot]` points at the committed partition too, so a stray tryboot reboot
  * (or a power cut in the middle of a trial set-up) boots the good slot and never a half-written one.
  */
 export class TrybootBackend implements BootBackend {
   readonly name = 'tryboot';
 
-  constructor(private readonly options: TrybootOptions) {
+  /** `log` hears which reboot command actually ran when the configured one is rewritten (reboot-command.ts). */
+  constructor(
+    private readonly options: TrybootOptions,
+    private readonly log?: RebootLog,
+  ) {
     const { A, B } = options.bootPartitions;
     if (A === B) throw new BootError('badAutoboot', `boot.bootPartitions: slots A and B both use partition ${A}`);
   }
@@ -58,7 +62,7 @@ export class TrybootBackend implements BootBackend {
   }
 
   async rebootIntoTrial(): Promise<void> {
-    await runRebootCommand(this.options.trybootCommand);
+    await runRebootCommand(this.options.trybootCommand, { log: this.log });
   }
 
   async startTrial(slot: Slot): Promise<void> {
@@ -71,8 +75,14 @@ export class TrybootBackend implements BootBackend {
     await writeAutoboot(this.options.autobootFile, { bootPartition: partition, trybootPartition: partition });
   }
 
+  async clearTrial(): Promise<void> {
+    const config = await readAutoboot(this.options.autobootFile);
+    if (config.trybootPartition === config.bootPartition) return;
+    await writeAutoboot(this.options.autobootFile, { bootPartition: config.bootPartition, trybootPartition: config.bootPartition });
+  }
+
   async reboot(): Promise<void> {
-    await runRebootCommand(this.options.rebootCommand);
+    await runRebootCommand(this.options.rebootCommand, { log: this.log });
   }
 
   private partitionOf(slot: Slot): number {
