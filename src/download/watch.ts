@@ -1,0 +1,164 @@
+import type { Readable } from 'node:stream';
+import { DownloadError } from './errors.js';
+
+export interface MinSpeed {
+  bytesPerSecond: number;
+  windowMs: number;
+}
+
+export interface WatchLimits {
+  /** No byte for this long, while waiting for the server, ends the attempt (networkError). */
+  idleTimeoutMs: number;
+  /** The whole attempt, from the request to the body's last byte (deadlineExceeded). */
+  deadlineMs?: number;
+  /** The average over the last window below this ends the attempt (tooSlow). */
+  minSpeed?: MinSpeed;
+}
+
+/**
+ * Guards one download attempt against a server that is too slow: an idle timeout, an overall
+ * deadline and a minimum speed. When a limit trips, the request is aborted and the body ends in a
+ * DownloadError that says which limit and with which figures.
+ *
+ * Idle time and speed are measured on a clock that runs only while the body waits for the server,
+ * not while the caller works on a chunk: a slow consumer (an SD card syncing) pauses the socket,
+ * and must not count as a slow server. The deadline is wall time: it bounds the attempt as a whole.
+ */
+export class DownloadWatch {
+  /** The limit that tripped, if one did. */
+  failure: DownloadError | null = null;
+  private readonly controller = new AbortController();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private stream: Readable | undefined;
+  private expected: number | null = null;
+  private received = 0;
+  private waitedMs = 0;
+  private waitingSince: number | null = null;
+  private samples: { clock: number; bytes: number }[] = [];
+  private readonly unlink: () => void;
+
+  constructor(
+    private readonly host: string,
+    private readonly limits: WatchLimits,
+    outer?: AbortSignal,
+  ) {
+    const abort = () => this.controller.abort(outer?.reason);
+    if (outer?.aborted) abort();
+    outer?.addEventListener('abort', abort, { once: true });
+    this.unlink = () => outer?.removeEventListener('abort', abort);
+    const { deadlineMs } = limits;
+    if (deadlineMs !== undefined) {
+      this.every(deadlineMs, () => {
+        const of = this.expected === null ? '' : ` of ${this.expected}`;
+        this.trip(new DownloadError('deadlineExceeded', `the download from ${host} did not finish within ${seconds(deadlineMs)} s (${this.received}${of} bytes received)`, true));
+      }, false);
+    }
+  }
+
+  /** For the request: aborted when the caller's signal is, or when a limit trips. */
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /**
+   * Watches the response body from now on, and gives it back as an iterable that ends in a
+   * DownloadError: the limit that tripped, or a networkError when the connection breaks or closes
+   * before `expectedLength` bytes (the declared length) arrived.
+   */
+  watch(stream: Readable, expectedLength: number | null): AsyncIterable<Buffer> {
+    this.stream = stream;
+    this.expected = expectedLength;
+    const { idleTimeoutMs, minSpeed } = this.limits;
+    const tick = Math.min(1000, Math.max(10, Math.min(idleTimeoutMs, minSpeed?.windowMs ?? Infinity) / 4));
+    this.samples = [{ clock: 0, bytes: 0 }];
+    this.every(tick, () => this.check(), true);
+    return this.guard(stream);
+  }
+
+  /** Ends the watch (the body ended, or the caller closed it). */
+  stop(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.length = 0;
+    this.unlink();
+  }
+
+  private async *guard(stream: Readable): AsyncGenerator<Buffer> {
+    const iterator = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    try {
+      for (;;) {
+        this.waitingSince = Date.now();
+        let next: IteratorResult<Buffer>;
+        try {
+          next = await iterator.next();
+        } finally {
+          this.waitedMs += Date.now() - this.waitingSince;
+          this.waitingSince = null;
+        }
+        if (next.done) break;
+        this.received += next.value.length;
+        yield next.value;
+      }
+      if (this.failure) throw this.failure;
+      if (this.expected !== null && this.received < this.expected) {
+        throw new DownloadError('networkError', `the download from ${this.host} ended after ${this.received} of the ${this.expected} bytes it declared`, true);
+      }
+    } catch (err) {
+      throw this.failure ?? this.brokeOff(err);
+    } finally {
+      this.stop();
+      stream.destroy();
+    }
+  }
+
+  private brokeOff(err: unknown): DownloadError {
+    if (err instanceof DownloadError) return err;
+    const e = err as NodeJS.ErrnoException;
+    const of = this.expected === null ? '' : ` of ${this.expected}`;
+    const code = e.code && !e.message.includes(e.code) ? ` (${e.code})` : '';
+    return new DownloadError('networkError', `the download from ${this.host} broke off after ${this.received}${of} bytes: ${e.message}${code}`, true);
+  }
+
+  private check(): void {
+    const now = Date.now();
+    const { idleTimeoutMs, minSpeed } = this.limits;
+    if (this.waitingSince !== null && now - this.waitingSince >= idleTimeoutMs) {
+      this.trip(new DownloadError('networkError', `no data from ${this.host} for ${seconds(idleTimeoutMs)} s (${this.received} bytes received)`, true));
+      return;
+    }
+    if (!minSpeed) return;
+    const clock = this.waitedMs + (this.waitingSince === null ? 0 : now - this.waitingSince);
+    if (clock > this.samples[this.samples.length - 1].clock) this.samples.push({ clock, bytes: this.received });
+    // Judge over the newest sample at least a window old, so the average covers a whole window.
+    while (this.samples.length > 1 && this.samples[1].clock <= clock - minSpeed.windowMs) this.samples.shift();
+    const base = this.samples[0];
+    const span = clock - base.clock;
+    if (span < minSpeed.windowMs) return;
+    const speed = ((this.received - base.bytes) * 1000) / span;
+    if (speed < minSpeed.bytesPerSecond) {
+      this.trip(
+        new DownloadError(
+          'tooSlow',
+          `the download from ${this.host} averaged ${Math.round(speed)} bytes/s over the last ${seconds(span)} s, below the minimum of ${minSpeed.bytesPerSecond} bytes/s (${this.received} bytes received)`,
+          true,
+        ),
+      );
+    }
+  }
+
+  private trip(err: DownloadError): void {
+    if (this.failure) return;
+    this.failure = err;
+    this.stop();
+    this.controller.abort(err);
+    this.stream?.destroy(err);
+  }
+
+  private every(ms: number, run: () => void, repeat: boolean): void {
+    // unref: a watch must never keep the process alive on its own.
+    this.timers.push((repeat ? setInterval(run, ms) : setTimeout(run, ms)).unref());
+  }
+}
+
+function seconds(ms: number): string {
+  return String(Math.round(ms / 100) / 10);
+}
