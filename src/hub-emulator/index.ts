@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { mkdir, readFile } from 'node:fs/promises';
@@ -8,6 +9,7 @@ import { Aedes } from 'aedes';
 import { writeFileDurably } from '../os/durable-file.js';
 import { readStateFile, writeStateFile } from '../os/state-file.js';
 import { ensureCertificates } from './certificates.js';
+import { GuardedConnection } from './connection-guard.js';
 import { checkDeviceId, newDeviceRecord } from './device-record.js';
 import { DeviceProtocol } from './device-protocol.js';
 import { HubError } from './errors.js';
@@ -16,11 +18,13 @@ import { generateKey } from './sas.js';
 import { ServiceApi, type ServicePolicy } from './service-api.js';
 import { SessionStore } from './sessions.js';
 import { DeviceStore, readDeviceFile, writeDeviceFile } from './store.js';
+import { acceptMqttWebSocket } from './websocket.js';
 
 export interface HubOptions {
   dir: string;
   host?: string;
   mqttPort?: number;
+  /** The service REST API, and MQTT over WebSockets at /$iothub/websocket (IoT Hub serves both on 443). */
   httpsPort?: number;
   /** Address to listen on; default 127.0.0.1 for a loopback host, else every interface. */
   listenAddress?: string;
@@ -143,7 +147,11 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     maxClientsIdLength: 128,
     concurrency: 1000,
   });
-  broker.on('clientReady', (client) => protocol.clientReady(client));
+  broker.on('clientReady', (client) => {
+    // From here on the connection is a device's: only the per-packet limit applies.
+    if (client.conn instanceof GuardedConnection) client.conn.accepted(client.id);
+    protocol.clientReady(client);
+  });
   broker.on('clientDisconnect', (client) => protocol.clientDisconnect(client));
   broker.on('subscribe', (subs, client) => protocol.subscribed(client, subs));
   broker.on('unsubscribe', (unsubs, client) => protocol.unsubscribed(client, unsubs));
@@ -157,16 +165,26 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     if (subscriptions.length > 0) await persistence.addSubscriptions({ id: clientId }, subscriptions);
   }
 
-  const mqttServer = createTlsServer({ key: certs.serverKeyPem, cert: certs.serverCertPem }, (socket) => broker.handle(socket));
+  // Every device connection reaches the broker through the inbound limits (connection-guard.ts).
+  const mqttServer = createTlsServer({ key: certs.serverKeyPem, cert: certs.serverCertPem }, (socket) => {
+    broker.handle(new GuardedConnection(socket, `${socket.remoteAddress}:${socket.remotePort}`, log));
+  });
   mqttServer.on('tlsClientError', (err) => log(`TLS: ${err.message}`));
-  // Sockets still in their TLS handshake or before CONNECT are not aedes clients yet: track them
-  // all so close() can end them rather than wait for their timeouts.
+  // Sockets still in their TLS handshake or before CONNECT are not aedes clients yet, and upgraded
+  // WebSockets are no longer the HTTPS server's: track them all so close() can end them rather
+  // than wait for their timeouts.
   const sockets = new Set<Socket>();
-  mqttServer.on('connection', (socket: Socket) => {
+  const track = (socket: Socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-  });
+  };
+  mqttServer.on('connection', track);
   const httpsServer = createHttpsServer({ key: certs.serverKeyPem, cert: certs.serverCertPem }, api.handle);
+  httpsServer.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    track(socket);
+    const ws = acceptMqttWebSocket(req, socket, head, log);
+    if (ws) broker.handle(new GuardedConnection(ws, `${socket.remoteAddress}:${socket.remotePort} (WebSocket)`, log), req);
+  });
   httpsServer.on('tlsClientError', (err) => log(`TLS: ${err.message}`));
   const address = options.listenAddress ?? bindAddress(host);
   let mqttPort: number;

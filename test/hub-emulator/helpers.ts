@@ -1,3 +1,4 @@
+import { afterAll, beforeAll } from 'vitest';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -93,4 +94,28 @@ export async function rawRest(
     req.on('error', reject);
     req.end(options.body);
   });
+}
+
+export interface SuiteHub {
+  dir: string;
+  hub: RunningHub;
+  /** The hub's CA (PEM). */
+  ca: string;
+  /** The hub's log lines so far. */
+  log: string[];
+}
+
+/** A hub for the calling describe block, its log collected: started before its tests, closed after them. */
+export function hubForSuite(): SuiteHub {
+  const suite = { log: [] as string[] } as SuiteHub;
+  beforeAll(async () => {
+    suite.dir = await tempDir();
+    suite.hub = await startTestHub(suite.dir, { log: (m) => suite.log.push(m) });
+    suite.ca = await readFile(suite.hub.info.caFile, 'utf8');
+  });
+  afterAll(async () => {
+    await suite.hub?.close();
+    if (suite.dir) await removeDir(suite.dir);
+  });
+  return suite;
 }
