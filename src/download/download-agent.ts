@@ -25,9 +25,6 @@ export interface DownloadAgentOptions {
  * with `proxy: false` and this agent decides, per connection (a redirect to another host included).
  */
 export class DownloadAgent extends Agent {
-  /** The tunnels opened through a proxy (for logs and tests). */
-  tunnels = 0;
-
   constructor(private readonly settings: DownloadAgentOptions) {
     // `ca` says what is trusted; `secureContext` is the same list, parsed once (tls uses it first).
     super({ ca: trustedCas(settings.extraCa), secureContext: trustContext(settings.extraCa), keepAlive: false });
@@ -45,7 +42,6 @@ export class DownloadAgent extends Agent {
       return undefined;
     }
     if (!proxy) return super.createConnection(options, callback);
-    this.tunnels++;
     openTunnel(proxy, host, port, this.settings.connectTimeoutMs).then(
       (socket) => callback?.(null, tlsConnect({ ...(options as ConnectionOptions), socket })),
       (err: unknown) => callback?.(err as Error, undefined as unknown as Duplex),
