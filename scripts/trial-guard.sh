@@ -8,7 +8,8 @@
 #
 #   trial-guard.sh [--autoboot FILE] [--device-tree DIR] [--reboot-command CMD] [--dry-run]
 #
-# --autoboot FILE        the tryboot autoboot.txt (default /boot/bootconfig/autoboot.txt)
+# --autoboot FILE        the tryboot autoboot.txt (default $PIOTA_AUTOBOOT_FILE, which the unit sets,
+#                        else /boot/bootconfig/autoboot.txt)
 # --device-tree DIR      the bootloader's values (default /proc/device-tree/chosen/bootloader)
 # --reboot-command CMD   run through sh -c to reboot (default "systemctl reboot")
 # --dry-run              say what would happen, never reboot
@@ -17,7 +18,8 @@
 # of a committed slot is worse than a trial that waits for a person.
 set -u
 
-autoboot=/boot/bootconfig/autoboot.txt
+# The unit sets PIOTA_AUTOBOOT_FILE; install.sh --autoboot-file changes it with a drop-in.
+autoboot=${PIOTA_AUTOBOOT_FILE:-/boot/bootconfig/autoboot.txt}
 devicetree=/proc/device-tree/chosen/bootloader
 reboot_command='systemctl reboot'
 dry_run=0
@@ -32,7 +34,7 @@ while [ $# -gt 0 ]; do
     --device-tree) [ $# -ge 2 ] || usage_error "--device-tree needs a directory"; devicetree="$2"; shift 2 ;;
     --reboot-command) [ $# -ge 2 ] || usage_error "--reboot-command needs a command"; reboot_command="$2"; shift 2 ;;
     --dry-run) dry_run=1; shift ;;
-    -h|--help) sed -n '9,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '9,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) usage_error "unknown option '$1' (see --help)" ;;
   esac
 done

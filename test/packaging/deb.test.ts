@@ -5,6 +5,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile, chmod } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { keyIdOf } from '../../src/bundle/keys.js';
 
 // Builds the .deb once (scripts/build-deb.sh runs npm run build), inspects it, and, as root in
 // CI, installs, upgrades, removes and purges it with the real dpkg on this machine.
@@ -222,7 +223,8 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       mountedData = true;
       const key = join(out, 'vendor.pub');
       const { generateKeyPairSync } = await import('node:crypto');
-      await writeFile(key, generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }));
+      const { publicKey } = generateKeyPairSync('ed25519');
+      await writeFile(key, publicKey.export({ type: 'spki', format: 'pem' }));
       await chmod(key, 0o644);
       const args = ['--deb', deb, '--model', 'raspberrypi5', '--trusted-key', key, '--connection-string', '-'];
       if (shim) args.push('--force-depends');
@@ -230,7 +232,8 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       expect(r.status, r.stderr).toBe(0);
       expect(status().stdout).toBe(`install ok installed ${version}`);
       expect(ok(run('/usr/bin/piota', ['--version'])).trim()).toBe(version);
-      expect(JSON.parse(await readFile('/etc/piota/config.json', 'utf8')).trustedKeys).toEqual(['/etc/piota/keys/vendor.pub']);
+      // Stored by key id, computed by the installed piota's own code.
+      expect(JSON.parse(await readFile('/etc/piota/config.json', 'utf8')).trustedKeys).toEqual([`/etc/piota/keys/${keyIdOf(publicKey)}.pub`]);
       expect(await readFile('/data/piota/connection-string', 'utf8')).toBe(CS);
       expect(existsSync(wants)).toBe(true);
       expect(existsSync(timerWants)).toBe(true);

@@ -100,6 +100,18 @@ describe('scripts/trial-guard.sh', () => {
     expect(r.rebooted).toBe('yes');
   });
 
+  it('reads autoboot.txt from PIOTA_AUTOBOOT_FILE (what the unit and its drop-in set); --autoboot wins', async () => {
+    await setBootloader({ tryboot: 1, partition: 3 });
+    await writeFile(autoboot, piotaAutoboot(3, 3));
+    const other = join(dt, 'other-autoboot.txt');
+    await writeFile(other, piotaAutoboot(2, 3));
+    const run = (env: string, ...args: string[]) => spawnSync('sh', [script, '--device-tree', dt, '--reboot-command', `${rebootCommand} now`, '--dry-run', ...args],
+      { encoding: 'utf8', env: { ...process.env, PIOTA_AUTOBOOT_FILE: env } });
+    expect(run(autoboot).stderr).toMatch(/which is committed in .*\/autoboot\.txt: nothing to do/);
+    expect(run(other).stderr).toMatch(/never committed \(.*other-autoboot\.txt \[all\] boot_partition=2\)/);
+    expect(run(other, '--autoboot', autoboot).stderr).toMatch(/committed in .*\/autoboot\.txt: nothing to do/);
+  });
+
   it('--dry-run says what it would do and does not reboot', async () => {
     await setBootloader({ tryboot: 1, partition: 3 });
     await writeFile(autoboot, piotaAutoboot(2, 3));
@@ -205,7 +217,9 @@ describe('systemd/piota-trial-guard.{service,timer}', () => {
   it('a oneshot that runs the installed script with the defaults spelled out, allowed to reboot', () => {
     const s = settings(service);
     expect(s).toContain('Type=oneshot');
-    expect(s).toContain('ExecStart=/usr/lib/piota/trial-guard.sh --autoboot /boot/bootconfig/autoboot.txt --device-tree /proc/device-tree/chosen/bootloader --reboot-command "systemctl reboot"');
+    expect(s).toContain('ExecStart=/usr/lib/piota/trial-guard.sh --device-tree /proc/device-tree/chosen/bootloader --reboot-command "systemctl reboot"');
+    // autoboot.txt through the environment, so a drop-in (install.sh --autoboot-file) can change it.
+    expect(s).toContain('Environment=PIOTA_AUTOBOOT_FILE=/boot/bootconfig/autoboot.txt');
     expect(s).toContain('ProtectSystem=strict');
     expect(s).toContain('CapabilityBoundingSet=CAP_SYS_BOOT CAP_DAC_READ_SEARCH');
     // Either would stop the guard: hidden /proc/1 (systemctl skips the reboot in a "chroot"), hidden device tree.

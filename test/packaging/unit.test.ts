@@ -47,6 +47,21 @@ describe('systemd/piota.service', () => {
     }
   });
 
+  it('opens /run/systemd itself (reboot-param is written beside it and renamed) but no unit directory below it', () => {
+    const s = settings(unit);
+    const listed = (key: string) => s.filter((l) => l.startsWith(key)).flatMap((l) => l.slice(key.length).split(/\s+/)).map((p) => p.replace(/^-/, ''));
+    expect(listed('ReadWritePaths=')).toEqual(['/data/piota', '/boot/bootconfig', '/run/systemd']);
+    const readOnly = listed('ReadOnlyPaths=');
+    // Every place systemd loads units from under /run/systemd, as this systemd lists them, when it is here.
+    const fromSystemd = haveAnalyze
+      ? spawnSync('systemd-analyze', ['unit-paths'], { encoding: 'utf8' }).stdout.split('\n').filter((p) => p.startsWith('/run/systemd/'))
+      : [];
+    const known = ['/run/systemd/system', '/run/systemd/system.control', '/run/systemd/system.attached', '/run/systemd/transient',
+      '/run/systemd/generator', '/run/systemd/generator.early', '/run/systemd/generator.late'];
+    for (const dir of new Set([...known, ...fromSystemd])) expect(readOnly, dir).toContain(dir);
+    expect(readOnly.every((p) => p.startsWith('/run/systemd/'))).toBe(true);
+  });
+
   describe.skipIf(!haveAnalyze)('systemd-analyze', () => {
     let dir: string;
     beforeAll(async () => {
