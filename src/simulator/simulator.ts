@@ -7,6 +7,7 @@ import { readAutoboot } from '../boot/autoboot-file.js';
 import { encodeBootloaderValue } from '../boot/device-tree.js';
 import { chooseBoot } from './firmware.js';
 import { listenForReboots, type RebootListener, type RebootRequest } from './reboot-channel.js';
+import { appendBootRecord, bootRecordFile, type BootCause } from './boot-record.js';
 
 /** What the simulated firmware needs to know, taken from the daemon config it wrote. */
 export interface FirmwareConfig {
@@ -95,9 +96,12 @@ class SimulatedPi {
   private writes: Promise<void> = Promise.resolve();
   private listener: RebootListener | undefined;
   private logFile: FileHandle | undefined;
+  /** DIR/boots.jsonl when the PIOTA_SIM_BOOT_RECORD test hook is set (boot-record.ts). */
+  private readonly bootRecord: string | undefined;
 
   constructor(private readonly options: SimulatorOptions) {
     this.failTrial = options.failTrial ?? false;
+    this.bootRecord = bootRecordFile(options.dir);
     this.done = new Promise((resolve) => (this.finish = resolve));
   }
 
@@ -130,7 +134,7 @@ class SimulatedPi {
       await this.listener.close();
       throw err;
     }
-    this.enqueue(() => this.boot(false));
+    this.enqueue(() => this.boot(false, 'powerOn'));
   }
 
   /**
@@ -181,7 +185,7 @@ class SimulatedPi {
   }
 
   /** Power on or reset: the firmware picks a partition, publishes it in the device tree, starts the OS. */
-  private async boot(trybootRequested: boolean): Promise<void> {
+  private async boot(trybootRequested: boolean, cause: BootCause): Promise<void> {
     if (this.ending) return;
     this.bootCount += 1;
     const f = this.options.firmware;
@@ -197,6 +201,7 @@ class SimulatedPi {
     await writeFileDurably(join(f.deviceTreeDir, 'partition'), encodeBootloaderValue(partition));
     await writeFileDurably(join(f.deviceTreeDir, 'tryboot'), encodeBootloaderValue(trial ? 1 : 0));
     await this.clearRuntimeDir();
+    if (this.bootRecord) await appendBootRecord(this.bootRecord, { boot: this.bootCount, cause, slot, partition, trial }, f.slots[slot]);
     this.bootedSlot = slot;
     this.trial = trial;
     this.log(`boot ${this.bootCount}: slot ${slot} (partition ${partition}${trial ? ', trial' : ''})`);
@@ -209,7 +214,7 @@ class SimulatedPi {
         this.enqueue(async () => {
           if (this.bootCount !== boot) return;
           this.log('watchdog reset');
-          await this.boot(false);
+          await this.boot(false, 'watchdog');
         });
       }, ms);
       await this.publish();
@@ -253,7 +258,7 @@ class SimulatedPi {
     if (signal === 'SIGKILL') {
       this.log('the daemon was killed (SIGKILL): power cut');
       await this.publish();
-      await this.boot(false);
+      await this.boot(false, 'powerCut');
       return;
     }
     const how = error ? `could not start (${error.message})` : signal ? `was killed by ${signal}` : `exited with code ${code}`;
@@ -284,7 +289,7 @@ class SimulatedPi {
     try {
       await this.stopDaemon();
       await this.publish();
-      await this.boot(request.tryboot);
+      await this.boot(request.tryboot, request.tryboot ? 'tryboot' : 'reboot');
     } finally {
       this.rebootPending = false;
     }

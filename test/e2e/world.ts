@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,10 +8,13 @@ import { piotaBin } from '../../src/simulator/daemon-config.js';
 import { createBundle } from '../../src/bundle/create.js';
 import { generateKeyPair } from '../../src/bundle/keys.js';
 import { serviceClient, serviceRegistry } from '../../src/service/hub-connection.js';
+import { HubCore } from '../../src/hub-emulator/hub-core.js';
+import type { BootRecord } from '../../src/simulator/boot-record.js';
 import { startTestFileServer, type TestFileServer } from '../helpers/https-file-server.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 export { piotaBin };
+export type { BootRecord };
 
 export interface SimJson {
   daemonPid: number | null;
@@ -20,6 +23,35 @@ export interface SimJson {
   bootCount: number;
   autoboot: string;
   slots: Record<'A' | 'B', { boot: string; rootfs: string }>;
+  partitions?: Record<'A' | 'B', number>;
+}
+
+/** `piota status --json` (docs/status.md): the only view of the daemon's state file these tests take. */
+export interface StatusJson {
+  bootedSlot: 'A' | 'B';
+  committedSlot: 'A' | 'B';
+  trialBoot: boolean;
+  runningVersion: string;
+  slots: Record<'A' | 'B', { version: string; sha256: string } | null>;
+  update: StatusUpdate | null;
+  lastResult: StatusUpdate | null;
+}
+
+export interface StatusUpdate {
+  updateId: string;
+  status: string;
+  phase: string;
+  targetSlot: 'A' | 'B';
+  targetVersion: string | null;
+  error: { code: string; message: string } | null;
+}
+
+/** One reported-properties PATCH as the hub accepted it (persisted, about to be acknowledged). */
+export interface ReportedPatch {
+  deviceId: string;
+  /** Order of acceptance across the whole test process. */
+  seq: number;
+  patch: Record<string, any>;
 }
 
 export interface BundleSpec {
@@ -39,6 +71,27 @@ export interface BundleSpec {
  * daemon as `piota simulate` child processes, and the service SDK (azure-iothub) calls of Microsoft's
  * firmware-update sample.
  */
+/**
+ * Every reported PATCH any hub of this test process accepted, in order. The emulator keeps no twin
+ * history, so its HubCore.reportedPatch is wrapped once (the hub still does all the work): a patch is
+ * recorded once it is persisted, i.e. exactly what a service could have read on the twin. A prototype
+ * wrap, so it holds across restarts of the hub (each start makes a new HubCore).
+ */
+const acceptedPatches: ReportedPatch[] = [];
+let recordingPatches = false;
+
+function recordReportedPatches(): void {
+  if (recordingPatches) return;
+  recordingPatches = true;
+  const original = HubCore.prototype.reportedPatch;
+  let seq = 0;
+  HubCore.prototype.reportedPatch = async function (this: HubCore, deviceId: string, patch: Parameters<typeof original>[1]) {
+    const version = await original.call(this, deviceId, patch);
+    acceptedPatches.push({ deviceId, seq: seq++, patch: structuredClone(patch) as Record<string, any> });
+    return version;
+  };
+}
+
 export class World {
   hub!: RunningHub;
   files!: TestFileServer;
@@ -47,6 +100,7 @@ export class World {
   private sims: ChildProcess[] = [];
 
   static async create(): Promise<World> {
+    recordReportedPatches();
     const w = new World();
     w.dir = await mkdtemp(join(tmpdir(), 'piota-e2e-'));
     w.hub = await startHub({ dir: join(w.dir, 'hub'), mqttPort: 0, httpsPort: 0 });
@@ -71,8 +125,13 @@ export class World {
     this.hub = await startHub({ dir: this.hubDir, mqttPort: this.hub.info.mqttPort, httpsPort: this.hub.info.httpsPort });
   }
 
+  /** Every reported PATCH the hub accepted from `deviceId` so far (across hub restarts), oldest first. */
+  reportedPatches(deviceId: string): ReportedPatch[] {
+    return acceptedPatches.filter((p) => p.deviceId === deviceId);
+  }
+
   /** Builds a signed bundle of random images and serves it; returns its URL. */
-  async bundle(name: string, spec: BundleSpec): Promise<{ url: string; path: string; rootfs: Buffer }> {
+  async bundle(name: string, spec: BundleSpec): Promise<{ url: string; path: string; version: string; rootfs: Buffer; boot: Buffer }> {
     const dir = join(this.dir, 'bundles');
     await mkdir(dir, { recursive: true });
     const rootfs = randomBytes(spec.rootfsBytes ?? 256 * 1024);
@@ -94,20 +153,21 @@ export class World {
       signingKeys: [spec.signingKey ?? this.key.privateKeyPem],
     });
     this.files.add(name, path);
-    return { url: this.files.url(name), path, rootfs };
+    return { url: this.files.url(name), path, version: spec.version, rootfs, boot };
   }
 
   /** Starts a simulated Pi (`piota simulate`) and waits until its daemon has connected. */
-  async pi(deviceId: string, options: { failTrial?: boolean; daemonConfig?: Record<string, unknown>; version?: string } = {}): Promise<SimulatedPi> {
+  async pi(deviceId: string, options: PiOptions = {}): Promise<SimulatedPi> {
     const dir = join(this.dir, deviceId);
     const args = [piotaBin, 'simulate', '--dir', dir, '--hub-dir', this.hubDir, '--device', deviceId, '--pubkey', this.key.pubFile,
-      '--download-ca', this.files.caFile, '--slot-size', '4M', '--version', options.version ?? '1.0.0'];
+      '--download-ca', this.files.caFile, '--slot-size', options.slotSize ?? '4M', '--version', options.version ?? '1.0.0'];
     if (options.failTrial) args.push('--fail-trial');
     const daemonConfig = { trialTimeoutSeconds: 20, progressIntervalSeconds: 1, ...options.daemonConfig };
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, 'extra-config.json'), JSON.stringify(daemonConfig));
     args.push('--daemon-config', join(dir, 'extra-config.json'));
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const env = options.bootRecord ? { ...process.env, PIOTA_SIM_BOOT_RECORD: '1' } : process.env;
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
     let output = '';
     child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
@@ -156,6 +216,16 @@ export class World {
   }
 }
 
+export interface PiOptions {
+  failTrial?: boolean;
+  daemonConfig?: Record<string, unknown>;
+  version?: string;
+  /** --slot-size (default 4M). */
+  slotSize?: string;
+  /** The simulator appends every boot, with the booted slot's hashes, to DIR/boots.jsonl (PIOTA_SIM_BOOT_RECORD). */
+  bootRecord?: boolean;
+}
+
 export class SimulatedPi {
   constructor(
     readonly world: World,
@@ -179,6 +249,58 @@ export class SimulatedPi {
 
   async state(): Promise<Record<string, any>> {
     return (JSON.parse(await readFile(join(this.dir, 'data', 'state.json'), 'utf8')) as { data: Record<string, any> }).data;
+  }
+
+  /** `piota status --json` on this Pi's config (docs/status.md); works whether the daemon runs or not. */
+  status(): Promise<StatusJson> {
+    return new Promise((resolve, reject) => {
+      execFile(process.execPath, [piotaBin, 'status', '--config', join(this.dir, 'config.json'), '--json'], { encoding: 'utf8' }, (err, stdout, stderr) => {
+        if (err) reject(new Error(`piota status --json failed: ${stderr || err.message}`));
+        else resolve(JSON.parse(stdout) as StatusJson);
+      });
+    });
+  }
+
+  /** The simulator's boot record (needs `bootRecord: true`): every boot since the Pi was first powered on. */
+  async bootRecords(): Promise<BootRecord[]> {
+    const text = await readFile(join(this.dir, 'boots.jsonl'), 'utf8').catch(() => '');
+    return text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as BootRecord);
+  }
+
+  /**
+   * Freezes the running daemon (SIGSTOP): nothing it does after this instant happens, so what is on disk
+   * can be read before deciding to cut (`cutFrozen`) or let it go on (`thaw`). Undefined when no daemon runs.
+   */
+  async freeze(): Promise<number | undefined> {
+    const pid = (await this.sim()).daemonPid;
+    if (pid === null) return undefined;
+    try {
+      process.kill(pid, 'SIGSTOP');
+      return pid;
+    } catch {
+      return undefined; // it has just exited
+    }
+  }
+
+  thaw(pid: number): void {
+    try {
+      process.kill(pid, 'SIGCONT');
+    } catch {
+      // gone meanwhile: nothing to resume
+    }
+  }
+
+  /** The power cut for a frozen daemon: SIGKILL (the simulator boots the board again); waits for the next boot's daemon. */
+  async cutFrozen(pid: number, bootCountBefore: number): Promise<void> {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // it exited between the freeze and now
+    }
+    await waitFor('the board to boot again', async () => {
+      const s = await this.sim();
+      return s.bootCount > bootCountBefore && s.daemonPid !== null && s.daemonPid !== pid;
+    }, 20_000);
   }
 
   /** A power cut: SIGKILL the daemon; the simulator boots the board again. */
