@@ -154,6 +154,11 @@ if [ "$1" = purge ]; then
   # than the default is not known here (the config is already gone): install.sh --uninstall
   # --purge removes it, or remove it by hand.
   rm -rf /etc/piota /data/piota
+  # The drop-ins scripts/install.sh writes for another state directory or autoboot.txt (an
+  # administrator's own drop-ins beside them stay).
+  rm -f /etc/systemd/system/piota.service.d/state-dir.conf /etc/systemd/system/piota.service.d/autoboot-file.conf \
+    /etc/systemd/system/piota-trial-guard.service.d/autoboot-file.conf
+  rmdir /etc/systemd/system/piota.service.d /etc/systemd/system/piota-trial-guard.service.d 2>/dev/null || true
 fi
 exit 0
 EOF

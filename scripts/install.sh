@@ -196,11 +196,12 @@ check_connection_string() {
 key_id() { # FILE
   node --input-type=module -e '
     const [keys, file] = process.argv.slice(1);
-    const { loadPublicKey, keyIdOf } = await import(keys);
+    const { pathToFileURL } = await import("node:url");
+    const { loadPublicKey, keyIdOf } = await import(pathToFileURL(keys).href);
     const fs = await import("node:fs");
     try { process.stdout.write(keyIdOf(loadPublicKey(fs.readFileSync(file), file))); }
     catch (e) { process.stderr.write(e.message + "\n"); process.exit(2); }
-  ' "file://$root/usr/lib/piota/dist/bundle/keys.js" "$1"
+  ' "$root/usr/lib/piota/dist/bundle/keys.js" "$1"
 }
 
 # --- Node.js ------------------------------------------------------------------------------------

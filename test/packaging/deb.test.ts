@@ -204,6 +204,11 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       expect(existsSync('/etc/piota/config.json')).toBe(true);
       expect(existsSync('/data/piota/connection-string')).toBe(true);
 
+      // Drop-ins as install.sh writes them for another state directory or autoboot.txt: purge takes them too.
+      for (const [dir, file] of [['piota.service.d', 'state-dir.conf'], ['piota.service.d', 'autoboot-file.conf'], ['piota-trial-guard.service.d', 'autoboot-file.conf']]) {
+        await mkdir(join('/etc/systemd/system', dir), { recursive: true });
+        await writeFile(join('/etc/systemd/system', dir, file), '[Service]\n');
+      }
       ok(run('dpkg', ['--purge', 'piota']));
       const gone = status();
       expect(gone.status).not.toBe(0);
