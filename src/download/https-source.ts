@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import { DownloadAgent } from './download-agent.js';
 import { DownloadError, toDownloadError } from './errors.js';
 import type { ProxySetting } from './proxy.js';
+import { planResponse, type ResponsePlan } from './response-headers.js';
 import { DownloadWatch, type MinSpeed } from './watch.js';
 
 export { DownloadError, type DownloadErrorCode } from './errors.js';
@@ -111,33 +112,14 @@ export async function openDownload(req: DownloadRequest): Promise<DownloadRespon
     const transient = status === 429 || status >= 500;
     throw abandon(new DownloadError('httpError', `${url.host} answered HTTP ${status} for ${url.pathname}`, transient));
   }
-  const h = response.headers as unknown as IncomingHttpHeaders;
-  const declared = contentLength(h);
-  const validator = validatorOf(h);
-  let totalSize: number | null;
-  let expectedBody = declared;
-  let skip = 0;
-  let restartedFromZero = false;
-  if (status === 206) {
-    const range = parseContentRange(h['content-range']);
-    if (!range || range.first !== start || (declared !== null && declared !== range.last - range.first + 1)) {
-      throw abandon(new DownloadError('badResponse', `${url.host} answered a range request with Content-Range '${h['content-range'] ?? ''}' and Content-Length ${declared ?? 'none'}, expected bytes ${start}-`, true));
-    }
-    // A server that honours Range but not If-Range would splice two files: its validator tells.
-    if (req.ifRange !== undefined && sameFile(h, req.ifRange) === false) {
-      throw abandon(changed(where, `its validator is now ${validator}, not ${req.ifRange}`));
-    }
-    totalSize = range.total;
-    expectedBody = range.length;
-  } else {
-    totalSize = declared;
-    if (start > 0 && req.ifRange !== undefined && sameFile(h, req.ifRange) !== true) restartedFromZero = true;
-    else skip = start;
+  let plan: ResponsePlan;
+  try {
+    plan = planResponse(status, response.headers as unknown as IncomingHttpHeaders, { start, ifRange: req.ifRange, expectedTotal: req.expectedTotal }, where);
+  } catch (err) {
+    throw abandon(err as DownloadError);
   }
-  if (!restartedFromZero && req.expectedTotal !== undefined && totalSize !== null && totalSize !== req.expectedTotal) {
-    throw abandon(changed(where, `it now has ${totalSize} bytes, not ${req.expectedTotal}`));
-  }
-  const body = watch.watch(stream, expectedBody);
+  const { skip, totalSize, validator, restartedFromZero } = plan;
+  const body = watch.watch(stream, plan.bodyLength);
   return {
     body: skip > 0 ? skipBytes(body, skip) : body,
     totalSize,
@@ -148,10 +130,6 @@ export async function openDownload(req: DownloadRequest): Promise<DownloadRespon
       stream.destroy();
     },
   };
-}
-
-function changed(where: string, how: string): DownloadError {
-  return new DownloadError('fileChanged', `the file at ${where} changed since this download started (${how}); start again from byte 0`, true);
 }
 
 function checkRequest(req: DownloadRequest): void {
@@ -169,36 +147,6 @@ function checkRequest(req: DownloadRequest): void {
   if (req.ifRange !== undefined && (req.ifRange === '' || /[\r\n]/.test(req.ifRange))) {
     throw new TypeError(`download option ifRange must be a validator from an earlier response, got ${JSON.stringify(req.ifRange)}`);
   }
-}
-
-function contentLength(h: IncomingHttpHeaders): number | null {
-  const raw = h['content-length'];
-  return raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : null;
-}
-
-/**
- * A strong ETag, else Last-Modified. A weak ETag (W/...) may not be used in If-Range; a date may,
- * though it is only as exact as its second (the docs say so).
- */
-function validatorOf(h: IncomingHttpHeaders): string | null {
-  const etag = h.etag;
-  if (etag && !etag.startsWith('W/')) return etag;
-  return h['last-modified'] ?? null;
-}
-
-/** Whether the response carries `validator` (true), another one of its kind (false), or none (null). */
-function sameFile(h: IncomingHttpHeaders, validator: string): boolean | null {
-  const current = validator.startsWith('"') ? h.etag : h['last-modified'];
-  return current === undefined ? null : current === validator;
-}
-
-function parseContentRange(raw: string | undefined): { first: number; last: number; length: number; total: number | null } | null {
-  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(raw ?? '');
-  if (!m) return null;
-  const [first, last] = [Number(m[1]), Number(m[2])];
-  const total = m[3] === '*' ? null : Number(m[3]);
-  if (last < first || (total !== null && last >= total)) return null;
-  return { first, last, length: last - first + 1, total };
 }
 
 async function* skipBytes(stream: AsyncIterable<Buffer>, count: number): AsyncIterable<Buffer> {
