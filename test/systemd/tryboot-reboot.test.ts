@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bootContainer, ensureRoot, rigSkipReason, GUEST_OUT, type BootResult } from './rig.js';
 
-// piota's built reboot code, run by Debian trixie's Node.js under trixie's systemd 257 (the systemd
+// piota's reboot code, as built, run by Debian trixie's Node.js under trixie's systemd 257 (the systemd
 // of Raspberry Pi OS trixie), booted in systemd-nspawn: the tryboot reboot is accepted and the
 // system reboots with the firmware's argument `0 tryboot`, from the legacy argv that old configs
 // keep as from the new default.
@@ -67,7 +67,7 @@ RequiresMountsFor=${GUEST_OUT} /opt/piota /rig/in
 [Service]
 Type=exec
 ExecStartPre=/bin/sh -c 'systemctl --version | head -n1 > ${GUEST_OUT}/systemd-version'
-${checkLegacyDirectly ? `ExecStartPre=/bin/sh -c 'systemctl reboot "0 tryboot" > ${GUEST_OUT}/legacy-direct 2>&1; echo "exit $?" >> ${GUEST_OUT}/legacy-direct'` : ''}
+${checkLegacyDirectly ? `ExecStartPre=/bin/sh -c 'systemctl reboot "0 tryboot" > ${GUEST_OUT}/legacy-direct 2>&1; echo "exit $$?" >> ${GUEST_OUT}/legacy-direct'` : ''}
 ExecStart=/usr/bin/node /rig/in/reboot.mjs
 TimeoutStopSec=20
 `;
