@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { DaemonConfig } from './config.js';
 import type { UpdateRecord } from './device-state.js';
 import { MaintenanceSchedule } from './maintenance-window.js';
-import { sleep } from './phases.js';
+import { sleep } from './clock.js';
 
 /** When an update may be applied: the maintenance-window policy. */
 export interface ApplyWindowGate {
@@ -19,7 +19,7 @@ export interface WindowClock {
   sleep(ms: number, signal: AbortSignal): Promise<void>;
 }
 
-export const systemClock: WindowClock = { now: () => Date.now(), sleep };
+const windowSystemClock: WindowClock = { now: () => Date.now(), sleep };
 
 /**
  * The longest single nap while waiting: the wait is recomputed at least this often, so a clock that
@@ -33,7 +33,7 @@ const MAX_NAP_MS = 60_000;
  * Nothing of the wait is kept in memory only: it is recomputed from the persisted phase and the
  * config at every start, so it survives restarts and reboots of the old slot.
  */
-export function applyWindowGate(config: DaemonConfig, logger: Logger, clock: WindowClock = systemClock): ApplyWindowGate {
+export function applyWindowGate(config: DaemonConfig, logger: Logger, clock: WindowClock = windowSystemClock): ApplyWindowGate {
   const schedule = config.maintenanceWindow ? new MaintenanceSchedule(config.maintenanceWindow) : null;
   // The reported properties are built often (progress, reconnects): remember the last opening found
   // while the window was closed; it stays right until that instant.
@@ -57,7 +57,7 @@ export function applyWindowGate(config: DaemonConfig, logger: Logger, clock: Win
       }
     },
     applyAt(update) {
-      if (!schedule || update.applyNow || update.phase !== 'downloadComplete') return null;
+      if (!schedule || !waitsForWindow(update)) return null;
       const now = clock.now();
       if (memo && memo.updateId === update.updateId && now < memo.opensAt) return new Date(memo.opensAt).toISOString();
       const opensAt = windowWaitUntil(schedule, now);
@@ -68,6 +68,18 @@ export function applyWindowGate(config: DaemonConfig, logger: Logger, clock: Win
       schedule?.dispose();
     },
   };
+}
+
+/** The rule: a downloaded update waits for the window, unless it was sent with `"applyWindow": "now"`. */
+export function waitsForWindow(update: UpdateRecord): boolean {
+  return update.phase === 'downloadComplete' && !update.applyNow;
+}
+
+/** When `update` applies, for a reader without a gate (`piota status`): ISO time, or null when it does not wait. */
+export function applyTimeOf(schedule: MaintenanceSchedule | null, update: UpdateRecord | null, now: number): string | null {
+  if (!schedule || !update || !waitsForWindow(update)) return null;
+  const at = windowWaitUntil(schedule, now);
+  return at === null ? null : new Date(at).toISOString();
 }
 
 /** When a wait that starts at `now` ends: the next opening, or null when the window is open now (or never opens). */

@@ -1,20 +1,43 @@
-import type { Logger } from 'pino';
+import { existsSync } from 'node:fs';
 
 /**
- * A Pi has no real-time clock: until NTP syncs, it may believe it is hours or years in the past,
- * which makes SAS tokens invalid and timestamps lie. A clock earlier than the newest time this device
- * has persisted cannot be right; wait until it moves past it (checked every few seconds).
+ * Time as the agent sees it. The daemon uses the system's; tests pass a fake one, since the test
+ * machine's clock cannot be set (far ahead, far behind, 1970 at boot).
  */
-export async function waitForPlausibleClock(newestPersisted: number, logger: Logger, pollMs = 5000): Promise<void> {
-  // A little slack: the persisted time may come from a clock that ran slightly fast.
-  const threshold = newestPersisted - 60_000;
-  let warned = false;
-  while (Date.now() < threshold) {
-    if (!warned) {
-      logger.warn({ now: new Date().toISOString(), notBefore: new Date(threshold).toISOString() }, 'the clock is behind the newest persisted time; waiting for time sync before connecting');
-      warned = true;
-    }
-    await new Promise((r) => setTimeout(r, pollMs));
-  }
-  if (warned) logger.info('the clock is plausible now');
+export interface Clock {
+  /** Wall-clock ms (may be wrong: a Pi has no RTC). */
+  now(): number;
+  /** ms from an arbitrary start that never jumps (the wall clock can). */
+  monotonic(): number;
+  sleep(ms: number, signal: AbortSignal): Promise<void>;
+  /** The system says its clock is synchronised (systemd-timesyncd's flag file). */
+  synchronized(): boolean;
+}
+
+/** systemd-timesyncd creates this file once it has synchronised the clock (and removes it at boot). */
+export const TIMESYNC_FLAG = '/run/systemd/timesync/synchronized';
+
+export function systemClock(syncFlagFile: string = TIMESYNC_FLAG): Clock {
+  return {
+    now: () => Date.now(),
+    monotonic: () => performance.now(),
+    sleep,
+    synchronized: () => existsSync(syncFlagFile),
+  };
+}
+
+/** Resolves after `ms`, or rejects with the signal's reason as soon as it aborts. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }

@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
+import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from '../bundle/format.js';
 import { MaintenanceSchedule, WindowScheduleError } from './maintenance-window.js';
+import { TIMESYNC_FLAG } from './clock.js';
 
 export type SlotName = 'A' | 'B';
 export const SLOT_NAMES: readonly SlotName[] = ['A', 'B'];
@@ -15,6 +17,33 @@ export interface TrybootConfig {
   deviceTreeDir: string;
   rebootCommand: string[];
   trybootCommand: string[];
+}
+
+/** How the daemon reaches IoT Hub. */
+export interface HubSettings {
+  /** `mqtt`: MQTT over TLS on port 8883. `mqtt-ws`: MQTT over WebSockets on port 443, through a proxy if one is set. */
+  transport: 'mqtt' | 'mqtt-ws';
+  /** An http:// proxy URL for `mqtt-ws`; null for none; undefined: HTTPS_PROXY / NO_PROXY from the environment. */
+  proxy: string | null | undefined;
+}
+
+/** How bundles are downloaded (docs/download.md). */
+export interface DownloadSettings {
+  /** An http:// proxy URL; null for none; undefined: HTTPS_PROXY / NO_PROXY from the environment. */
+  proxy: string | null | undefined;
+  idleTimeoutSeconds: number;
+  /** A whole attempt may take at most this long; null: no limit. */
+  deadlineSeconds: number | null;
+  /** An attempt slower than this over a minute is abandoned (and retried); null: no limit. */
+  minBytesPerSecond: number | null;
+  retry: { attempts: number; firstDelaySeconds: number; maxDelaySeconds: number };
+}
+
+export interface ClockSettings {
+  /** The longest the daemon waits for a plausible clock before it connects anyway. */
+  maxWaitSeconds: number;
+  /** The file whose presence says the system clock is synchronised. */
+  syncFlagFile: string;
 }
 
 export interface MaintenanceWindow {
@@ -37,9 +66,18 @@ export interface DaemonConfig {
   slots: Record<SlotName, SlotPartitions>;
   boot: TrybootConfig;
   trialTimeoutSeconds: number;
+  /** How long a requested reboot may take before it counts as failed. */
+  rebootTimeoutSeconds: number;
   progressIntervalSeconds: number;
   maintenanceWindow: MaintenanceWindow | null;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  /** The anti-rollback floor the image seeds: bundles with a lower security version are refused. */
+  minSecurityVersion: number;
+  /** The largest bundle chunk this device accepts (a chunk is held in memory while its hash is checked). */
+  maxChunkBytes: number;
+  hub: HubSettings;
+  download: DownloadSettings;
+  clock: ClockSettings;
 }
 
 /** A config file that cannot be used: the message names the file and the field. */
@@ -56,15 +94,24 @@ const DEFAULTS = {
   hubCaFile: null,
   downloadCaFile: null,
   trialTimeoutSeconds: 300,
+  rebootTimeoutSeconds: 120,
   progressIntervalSeconds: 5,
   maintenanceWindow: null,
   logLevel: 'info',
+  minSecurityVersion: 0,
+  maxChunkBytes: 16 * 1024 * 1024,
+  hub: {},
+  download: {},
+  clock: {},
 } as const;
+
+/** The tryboot reboot as systemd 253 and later take it (and systemd 252, Raspberry Pi OS bookworm's). */
+export const DEFAULT_TRYBOOT_COMMAND = ['systemctl', 'reboot', '--reboot-argument=0 tryboot'];
 
 const KNOWN_FIELDS = new Set([
   'model', 'stateDir', 'runtimeDir', 'initialVersion', 'versionFile', 'trustedKeys', 'allowPlainImages',
-  'hubCaFile', 'downloadCaFile', 'slots', 'boot', 'trialTimeoutSeconds', 'progressIntervalSeconds',
-  'maintenanceWindow', 'logLevel',
+  'hubCaFile', 'downloadCaFile', 'slots', 'boot', 'trialTimeoutSeconds', 'rebootTimeoutSeconds', 'progressIntervalSeconds',
+  'maintenanceWindow', 'logLevel', 'minSecurityVersion', 'maxChunkBytes', 'hub', 'download', 'clock',
 ]);
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
 
@@ -110,9 +157,15 @@ export function validateConfig(raw: unknown): DaemonConfig {
     slots: slots(c.slots),
     boot: boot(c.boot),
     trialTimeoutSeconds: integer(c.trialTimeoutSeconds, 'trialTimeoutSeconds', 1, 86_400),
+    rebootTimeoutSeconds: seconds(c.rebootTimeoutSeconds, 'rebootTimeoutSeconds', 0.1, 3600),
     progressIntervalSeconds: integer(c.progressIntervalSeconds, 'progressIntervalSeconds', 0, 3600),
     maintenanceWindow: c.maintenanceWindow === null ? null : maintenanceWindow(c.maintenanceWindow),
     logLevel: oneOf(c.logLevel, 'logLevel', LOG_LEVELS) as DaemonConfig['logLevel'],
+    minSecurityVersion: integer(c.minSecurityVersion, 'minSecurityVersion', 0, 2 ** 32 - 1),
+    maxChunkBytes: integer(c.maxChunkBytes, 'maxChunkBytes', MIN_CHUNK_SIZE, MAX_CHUNK_SIZE),
+    hub: hub(c.hub),
+    download: download(c.download),
+    clock: clock(c.clock),
   };
   checkStateDirOutsideSlots(config);
   return config;
@@ -169,8 +222,69 @@ function boot(v: unknown): TrybootConfig {
     bootPartitions,
     deviceTreeDir: absolutePath(o.deviceTreeDir ?? '/proc/device-tree/chosen/bootloader', 'boot.deviceTreeDir'),
     rebootCommand: command(o.rebootCommand ?? ['systemctl', 'reboot'], 'boot.rebootCommand'),
-    trybootCommand: command(o.trybootCommand ?? ['systemctl', 'reboot', '0 tryboot'], 'boot.trybootCommand'),
+    trybootCommand: command(o.trybootCommand ?? DEFAULT_TRYBOOT_COMMAND, 'boot.trybootCommand'),
   };
+}
+
+function hub(v: unknown): HubSettings {
+  const o = section(v, 'hub', ['transport', 'proxy']);
+  return {
+    transport: oneOf(o.transport ?? 'mqtt', 'hub.transport', ['mqtt', 'mqtt-ws']) as HubSettings['transport'],
+    proxy: proxyUrl(o.proxy, 'hub.proxy'),
+  };
+}
+
+function download(v: unknown): DownloadSettings {
+  const o = section(v, 'download', ['proxy', 'idleTimeoutSeconds', 'deadlineSeconds', 'minBytesPerSecond', 'retry']);
+  const r = section(o.retry, 'download.retry', ['attempts', 'firstDelaySeconds', 'maxDelaySeconds']);
+  const firstDelaySeconds = seconds(r.firstDelaySeconds ?? 2, 'download.retry.firstDelaySeconds', 0, 3600);
+  const maxDelaySeconds = seconds(r.maxDelaySeconds ?? 60, 'download.retry.maxDelaySeconds', 0, 86_400);
+  if (maxDelaySeconds < firstDelaySeconds) throw new ConfigError('download.retry.maxDelaySeconds: must not be less than firstDelaySeconds');
+  return {
+    proxy: proxyUrl(o.proxy, 'download.proxy'),
+    idleTimeoutSeconds: seconds(o.idleTimeoutSeconds ?? 30, 'download.idleTimeoutSeconds', 0.1, 3600),
+    deadlineSeconds: o.deadlineSeconds === undefined || o.deadlineSeconds === null ? null : seconds(o.deadlineSeconds, 'download.deadlineSeconds', 1, 7 * 86_400),
+    minBytesPerSecond: o.minBytesPerSecond === undefined || o.minBytesPerSecond === null ? null : integer(o.minBytesPerSecond, 'download.minBytesPerSecond', 1, 2 ** 40),
+    retry: { attempts: integer(r.attempts ?? 8, 'download.retry.attempts', 1, 1000), firstDelaySeconds, maxDelaySeconds },
+  };
+}
+
+function clock(v: unknown): ClockSettings {
+  const o = section(v, 'clock', ['maxWaitSeconds', 'syncFlagFile']);
+  return {
+    maxWaitSeconds: seconds(o.maxWaitSeconds ?? 300, 'clock.maxWaitSeconds', 0, 86_400),
+    syncFlagFile: absolutePath(o.syncFlagFile ?? TIMESYNC_FLAG, 'clock.syncFlagFile'),
+  };
+}
+
+/** An optional object section with known fields only; absent means all defaults. */
+function section(v: unknown, field: string, known: string[]): Record<string, unknown> {
+  if (v === undefined) return {};
+  const o = object(v, field);
+  for (const key of Object.keys(o)) {
+    if (!known.includes(key)) throw new ConfigError(`${field}: unknown field '${key}' (expected ${known.join(', ')})`);
+  }
+  return o;
+}
+
+function proxyUrl(v: unknown, field: string): string | null | undefined {
+  if (v === undefined || v === null) return v;
+  const s = nonEmptyString(v, field);
+  let url: URL;
+  try {
+    url = new URL(s);
+  } catch {
+    throw new ConfigError(`${field}: '${s}' is not a URL (expected http://host:port)`);
+  }
+  if (url.protocol !== 'http:') throw new ConfigError(`${field}: expected an http:// proxy URL, got ${url.protocol}`);
+  return s;
+}
+
+function seconds(v: unknown, field: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
+    throw new ConfigError(`${field}: expected a number of seconds from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  }
+  return v;
 }
 
 function maintenanceWindow(v: unknown): MaintenanceWindow {

@@ -2,20 +2,25 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { TrybootBackend } from '../boot/tryboot.js';
+import { openDownload } from '../download/https-source.js';
 import { hashPartition, openPartitionForWrite, partitionSize } from '../slots/index.js';
 import { notifyReady, notifyStopping, startWatchdogPings } from '../os/systemd-notify.js';
-import { waitForPlausibleClock } from './clock.js';
-import type { DaemonConfig } from './config.js';
-import { StateStore, type DeviceState } from './device-state.js';
-import { HubLink } from './hub-link.js';
-import { runningSecurityVersion, runningVersion } from './inventory.js';
-import { methodHandlers } from './method-handlers.js';
 import { applyWindowGate } from './apply-window.js';
-import type { SlotStorage } from './ports.js';
+import { ClockFloor } from './clock-floor.js';
+import { systemClock, type Clock } from './clock.js';
+import type { DaemonConfig } from './config.js';
+import { ConnectionStringError, parseDeviceConnectionString } from './connection-string.js';
+import { HubLink } from './hub-link.js';
+import { Inventory } from './inventory.js';
+import { methodHandlers } from './method-handlers.js';
+import type { BootControl, SlotStorage } from './ports.js';
 import { reportedProperties } from './reported-properties.js';
 import { ReportedSync } from './reported-sync.js';
+import { SecurityFloor } from './security-floor.js';
 import { holdDaemonLock } from './single-instance.js';
-import { UpdateRunner } from './update-runner.js';
+import { StateStore } from './state-store.js';
+import type { HttpSource } from './workflow/context.js';
+import { UpdateRunner } from './workflow/runner.js';
 
 /** Where the device's own connection string lives: the state directory, never /etc (an update replaces it). */
 export function connectionStringPath(stateDir: string): string {
@@ -33,6 +38,14 @@ export interface RunningDaemon {
   stop(): Promise<void>;
 }
 
+/** The machine, as the daemon meets it; tests replace parts (a fake clock, a boot firmware stub). */
+export interface DaemonEnvironment {
+  clock?: Clock;
+  boot?: BootControl;
+  storage?: SlotStorage;
+  http?: HttpSource;
+}
+
 const slotStorage: SlotStorage = {
   partitionSize,
   openForWrite: (path) => openPartitionForWrite(path),
@@ -40,101 +53,127 @@ const slotStorage: SlotStorage = {
 };
 
 /**
- * The composition root: wires config, state, boot backend, slots, hub link and workflow together.
- * Readiness goes to systemd after local start-up (config read, lock held, state recovered), never
- * after the hub connects, so an offline boot does not loop in restarts.
+ * The composition root: reads config, state and keys, builds each part in dependency order (hub link,
+ * reported-properties sync, workflow runner, method handlers) and starts them. Readiness goes to systemd
+ * after local start-up (config read, lock held, state recovered), never after the hub connects, so an
+ * offline boot does not loop in restarts.
  */
-export async function startDaemon(config: DaemonConfig, logger: Logger, agentVersion: string): Promise<RunningDaemon> {
+export async function startDaemon(config: DaemonConfig, logger: Logger, agentVersion: string, env: DaemonEnvironment = {}): Promise<RunningDaemon> {
   const releaseLock = await holdDaemonLock(config.runtimeDir, (err) => {
     logger.fatal({ err: err.message }, 'lost the daemon lock; exiting');
     process.exit(1);
   });
   try {
-    return await startHoldingLock(config, logger, agentVersion, releaseLock);
+    return await startHoldingLock(config, logger, agentVersion, releaseLock, env);
   } catch (err) {
     await releaseLock().catch(() => undefined);
     throw err;
   }
 }
 
-async function startHoldingLock(config: DaemonConfig, logger: Logger, agentVersion: string, releaseLock: () => Promise<void>): Promise<RunningDaemon> {
-  const store = new StateStore(config.stateDir);
-  const state: DeviceState = await store.load();
+async function startHoldingLock(
+  config: DaemonConfig,
+  logger: Logger,
+  agentVersion: string,
+  releaseLock: () => Promise<void>,
+  env: DaemonEnvironment,
+): Promise<RunningDaemon> {
+  const clock = env.clock ?? systemClock(config.clock.syncFlagFile);
   const connectionString = await readConnectionString(config.stateDir);
   const trustedKeys = await Promise.all(config.trustedKeys.map((p) => readTrustedKey(p)));
   const hubCa = config.hubCaFile ? await readFile(config.hubCaFile, 'utf8') : undefined;
   const downloadCa = config.downloadCaFile ? await readFile(config.downloadCaFile, 'utf8') : undefined;
 
-  const boot = new TrybootBackend(config.boot);
-  const bootedSlot = await boot.bootedSlot();
-  let committedSlot = await boot.committedSlot();
-  const trial = await boot.isTrialBoot();
-  let version = await runningVersion(config, state, bootedSlot);
-  const windowGate = applyWindowGate(config, logger);
-  logger.info({ bootedSlot, committedSlot, trial, version, update: state.update?.phase ?? null }, 'piota daemon starting');
+  // The state: never a reason not to start. A damaged file is moved aside and the recovery reported.
+  const { state, recovery } = await new StateStore(config.stateDir).load(new Date(clock.now()));
+  if (recovery) logger.error({ ...recovery }, 'the state file was damaged; recovered');
+  const clockFloor = new ClockFloor(state.newestTimestamp, clock);
+  const store = new StateStore(config.stateDir, () => clockFloor.current(), agentVersion);
 
-  let hubReachedResolve!: () => void;
-  const hubReached = new Promise<void>((r) => (hubReachedResolve = r));
-
-  // The link is made below (its method handlers need the runner, which needs this sync).
-  const hub: { link?: HubLink } = {};
-  const sync = new ReportedSync(
-    { get connected() { return hub.link?.connected ?? false; }, updateReported: (p, t) => hub.link!.updateReported(p, t) },
-    () =>
-      reportedProperties(state, {
-        agentVersion,
-        model: config.model,
-        bootedSlot,
-        committedSlot,
-        runningVersion: version,
-        applyAt: state.update ? windowGate.applyAt(state.update) : null,
-      }),
-    { progressIntervalMs: config.progressIntervalSeconds * 1000, logger },
+  const boot = env.boot ?? new TrybootBackend(config.boot, (msg, fields) => logger.warn(fields, msg));
+  const inventory = await Inventory.read(boot, config, state);
+  const securityFloor = await SecurityFloor.load(
+    config.stateDir,
+    [config.minSecurityVersion, ...Object.values(state.slots).map((r) => r?.securityVersion ?? 0)],
+    (message) => logger.error({ err: message }, 'the anti-rollback floor file is damaged; using the config seed and the slot records'),
   );
-  const save = () => store.save(state);
-  const statusChanged = () => sync.statusChanged();
-  // After a commit the committed slot changes; after verification, the booted slot's record may.
-  const refreshInventory = async () => {
-    committedSlot = await boot.committedSlot().catch(() => committedSlot);
-    version = await runningVersion(config, state, bootedSlot);
-  };
-
-  const runner = new UpdateRunner({
-    state,
-    save,
-    statusChanged,
-    refreshInventory,
-    logger,
-    context: {
-      config,
-      boot,
-      storage: slotStorage,
-      trust: { trustedKeys, model: config.model, securityVersion: runningSecurityVersion(state, bootedSlot) },
-      downloadCa,
-      logger,
-      save,
-      reportProgress: () => sync.progressChanged(),
-      flushReports: (ms) => sync.flush(ms),
-      hubReached,
-      applyWindowOpen: (update, signal) => windowGate.waitUntilOpen(update, signal),
-      rebootTimeoutMs: 120_000,
-      downloadRetries: { attempts: 8, firstDelayMs: 2000, maxDelayMs: 60_000 },
-    },
-  });
+  const windowGate = applyWindowGate(config, logger);
+  logger.info(
+    { bootedSlot: inventory.bootedSlot, committedSlot: inventory.committedSlot, trial: inventory.trialBoot, version: inventory.runningVersion, update: state.update?.phase ?? null, securityFloor: securityFloor.current },
+    'piota daemon starting',
+  );
 
   const link = new HubLink({
     connectionString,
     ca: hubCa,
+    transport: config.hub.transport,
+    proxy: config.hub.proxy,
     logger,
-    methods: methodHandlers({ state, bootedSlot, save, statusChanged, flushReports: (ms) => sync.flush(ms), runner, logger }),
-    onTwinRead: () => {
-      hubReachedResolve();
-      sync.linkUp();
+    waitForPlausibleClock: async (signal) => {
+      const decision = await clockFloor.waitForPlausible({ maxWaitMs: config.clock.maxWaitSeconds * 1000, signal });
+      const level = decision.decision === 'plausible' ? 'debug' : 'warn';
+      logger[level]({ ...decision }, `clock decision: ${decision.decision}`);
     },
-    waitForPlausibleClock: () => waitForPlausibleClock(state.newestTimestamp, logger),
   });
 
-  hub.link = link;
+  const sync = new ReportedSync(
+    link,
+    () =>
+      reportedProperties(state, {
+        agentVersion,
+        model: config.model,
+        bootedSlot: inventory.bootedSlot,
+        committedSlot: inventory.committedSlot,
+        runningVersion: inventory.runningVersion,
+        applyAt: state.update ? windowGate.applyAt(state.update) : null,
+        securityFloor: securityFloor.current,
+        clock: clockFloor.decision,
+      }),
+    { progressIntervalMs: config.progressIntervalSeconds * 1000, logger },
+  );
+
+  let hubReachedResolve!: () => void;
+  const hubReached = new Promise<void>((r) => (hubReachedResolve = r));
+  const save = () => store.save(state);
+  const runner = new UpdateRunner({
+    state,
+    save,
+    statusChanged: () => sync.statusChanged(),
+    refreshInventory: () => inventory.refresh(),
+    logger,
+    settings: { config, trustedKeys, downloadCa },
+    ports: {
+      boot,
+      storage: env.storage ?? slotStorage,
+      http: env.http ?? openDownload,
+      clock,
+      logger,
+      securityFloor,
+      progressChanged: () => sync.progressChanged(),
+      flushReports: (ms) => sync.flush(ms),
+      hubReached,
+      applyWindowOpen: (update, signal) => windowGate.waitUntilOpen(update, signal),
+    },
+  });
+
+  link.handleMethods(
+    methodHandlers({
+      state,
+      bootedSlot: inventory.bootedSlot,
+      save: (next) => store.save(next),
+      statusChanged: () => sync.statusChanged(),
+      flushReports: (ms) => sync.flush(ms),
+      runner,
+      logger,
+    }),
+  );
+  link.on('twinRead', () => {
+    hubReachedResolve();
+    sync.linkUp();
+  });
+
+  // A recovered or newer-agent state is written back at once, in this agent's schema.
+  if (recovery || state.update) await save().catch((err: Error) => logger.error({ err: err.message }, 'could not write the state file'));
   await notifyReady().catch((err: Error) => logger.warn({ err: err.message }, 'could not notify systemd'));
   const stopWatchdog = startWatchdogPings();
   link.start();
@@ -144,14 +183,14 @@ async function startHoldingLock(config: DaemonConfig, logger: Logger, agentVersi
   const stopped = new Promise<void>((r) => (resolveStopped = r));
   let stopping: Promise<void> | null = null;
   const stop = () => {
+    // Each step is bounded: systemd's reboot waits for this process, and SIGTERM must end it within 2 s.
     stopping ??= (async () => {
       logger.info('piota daemon stopping');
       await notifyStopping().catch(() => undefined);
       stopWatchdog();
-      await runner.stop();
       sync.stop();
-      await link.stop();
       windowGate.stop();
+      await Promise.all([runner.stop(), link.stop()]);
       await releaseLock().catch(() => undefined);
       resolveStopped();
     })();
@@ -173,15 +212,12 @@ async function readConnectionString(stateDir: string): Promise<string> {
         : `cannot read the device connection string ${path} (${code})`,
     );
   }
-  const cs = text.trim();
-  const fields = new Map(cs.split(';').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
-  for (const need of ['HostName', 'DeviceId']) {
-    if (!fields.get(need)) throw new DaemonStartError(`the device connection string in ${path} has no ${need}`);
+  try {
+    return parseDeviceConnectionString(text).connectionString;
+  } catch (err) {
+    if (err instanceof ConnectionStringError) throw new DaemonStartError(`${path}: ${err.message}`);
+    throw err;
   }
-  if (!fields.get('SharedAccessKey') && !fields.get('SharedAccessSignature')) {
-    throw new DaemonStartError(`the device connection string in ${path} has neither SharedAccessKey nor SharedAccessSignature`);
-  }
-  return cs;
 }
 
 async function readTrustedKey(path: string): Promise<string> {

@@ -1,45 +1,13 @@
-import { join } from 'node:path';
-import { readStateFile, writeStateFile } from '../os/state-file.js';
 import type { SlotName } from './config.js';
+import { isPhase, reportedStatus, type Phase, type ReportedStatus, type UpdateTimestamp } from './workflow/spec.js';
 
+export type { Phase, ReportedStatus } from './workflow/spec.js';
+export { isTerminal, reportedStatus } from './workflow/spec.js';
 /**
- * The workflow's phases. Each maps to one reported status (see reportedStatus); several internal
- * phases are all `applying` on the twin.
+ * An update's error as stored: a code from the closed list (workflow/update-errors.ts) when this agent
+ * wrote it; a newer agent's code is kept as it was written, so the twin shows what that agent decided.
  */
-export type Phase =
-  | 'waiting'
-  | 'downloading'
-  | 'downloadComplete'
-  | 'verifying'
-  | 'rebooting'
-  | 'trial'
-  | 'committing'
-  | 'rollingBack'
-  | 'applyComplete'
-  | 'applyFailed'
-  | 'downloadFailed';
-
-export const TERMINAL_PHASES: readonly Phase[] = ['applyComplete', 'applyFailed', 'downloadFailed'];
-
-export type ReportedStatus = 'waiting' | 'downloading' | 'downloadComplete' | 'downloadFailed' | 'applying' | 'applyComplete' | 'applyFailed';
-
-export function reportedStatus(phase: Phase): ReportedStatus {
-  switch (phase) {
-    case 'waiting':
-    case 'downloading':
-    case 'downloadComplete':
-    case 'applyComplete':
-    case 'applyFailed':
-    case 'downloadFailed':
-      return phase;
-    case 'rollingBack':
-      return 'applyFailed';
-    default:
-      return 'applying';
-  }
-}
-
-export interface UpdateError {
+export interface StoredUpdateError {
   code: string;
   message: string;
 }
@@ -64,23 +32,22 @@ export interface UpdateRecord {
   /** The caller asked to skip the maintenance window. */
   applyNow: boolean;
   phase: Phase;
+  /**
+   * The phase's reported status, written beside it so that an older agent that does not know the
+   * phase can still tell how far the update got (docs/update-workflow.md, "State compatibility").
+   */
+  status?: ReportedStatus;
   fromSlot: SlotName;
   targetSlot: SlotName;
   bundle: BundleSummary | null;
   /** Chunks [0, nextChunk) are verified, written and synced to the target slot. */
   nextChunk: number;
   bytesDownloaded: number;
-  error: UpdateError | null;
-  times: {
-    startedWaitingTime: string;
-    startedDownloadingTime: string | null;
-    downloadCompleteTime: string | null;
-    startedApplyingImage: string | null;
-    lastFirmwareUpdate: string | null;
-  };
+  error: StoredUpdateError | null;
+  times: { startedWaitingTime: string } & Record<UpdateTimestamp, string | null>;
   /** Wall-clock ms when the trial boot was first seen; the trial deadline counts from here. */
   trialStartedAt: number | null;
-  /** How often each phase was entered: a guard against reboot loops. */
+  /** How often each phase was entered: the loop guard's count. */
   entries: Partial<Record<Phase, number>>;
 }
 
@@ -91,17 +58,28 @@ export interface SlotRecord {
   installedAt: string;
 }
 
+/** A damaged state file that the daemon recovered from at start-up (reported as `piota.stateRecovery`). */
+export interface StateRecovery {
+  at: string;
+  /** What was wrong with the file (names the file and the problem). */
+  reason: string;
+  /** `previous`: the previous good generation was used; `rebuilt`: nothing usable was left. */
+  restoredFrom: 'previous' | 'rebuilt';
+  /** Where the damaged file was moved, for a person to look at. */
+  movedTo: string | null;
+}
+
 export interface DeviceState {
   slots: Record<SlotName, SlotRecord | null>;
   update: UpdateRecord | null;
-  /** The newest wall-clock time this device has persisted: a clock earlier than this is implausible. */
+  /** The plausible-clock floor (ms): the newest time with evidence behind it (see clock-floor.ts). */
   newestTimestamp: number;
+  /** The last recovery from a damaged state file, if any. */
+  recovery?: StateRecovery | null;
 }
 
-export const STATE_SCHEMA = 1;
-
 export function emptyState(): DeviceState {
-  return { slots: { A: null, B: null }, update: null, newestTimestamp: 0 };
+  return { slots: { A: null, B: null }, update: null, newestTimestamp: 0, recovery: null };
 }
 
 /** How far the download got, in the reported-properties shape. */
@@ -115,60 +93,74 @@ export function targetVersion(u: UpdateRecord): string | null {
   return u.bundle?.version ?? u.expectedVersion;
 }
 
-export function isTerminal(phase: Phase): boolean {
-  return TERMINAL_PHASES.includes(phase);
+/** The update as written to disk: its status beside its phase, for older readers. */
+export function withStatus(state: DeviceState): DeviceState {
+  if (state.update) state.update.status = reportedStatus(state.update.phase);
+  return state;
 }
 
-/** The device's state file in the state directory: the single source of truth after a restart. */
-export class StateStore {
-  readonly path: string;
-  private queue: Promise<void> = Promise.resolve();
-
-  constructor(stateDir: string) {
-    this.path = join(stateDir, 'state.json');
-  }
-
-  async load(): Promise<DeviceState> {
-    return (await readStateFile(this.path, STATE_SCHEMA, validateDeviceState)) ?? emptyState();
-  }
-
-  /** Persists a snapshot taken now; saves land on disk in the order they were asked for. */
-  save(state: DeviceState): Promise<void> {
-    state.newestTimestamp = Math.max(state.newestTimestamp, Date.now());
-    const snapshot = structuredClone(state);
-    const write = this.queue.then(() => writeStateFile(this.path, STATE_SCHEMA, snapshot, { mode: 0o600, mkdirs: true }));
-    this.queue = write.catch(() => undefined);
-    return write;
-  }
-}
-
-const PHASES: readonly Phase[] = [
-  'waiting', 'downloading', 'downloadComplete', 'verifying', 'rebooting', 'trial', 'committing',
-  'rollingBack', 'applyComplete', 'applyFailed', 'downloadFailed',
-];
-
-/** Checks the shape of a state file's data; throws naming the first bad field. */
+/**
+ * Checks the shape of a state file's data, from this schema or any other, and throws naming the
+ * first bad field. Fields it does not know are kept as they are (a newer agent wrote them). A phase
+ * it does not know is mapped to a safe one by the status written beside it; see mapUnknownPhase.
+ */
 export function validateDeviceState(data: unknown): DeviceState {
-  const d = data as DeviceState;
-  if (typeof d !== 'object' || d === null) throw new Error('expected an object');
-  if (typeof d.newestTimestamp !== 'number') throw new Error('newestTimestamp: expected a number');
-  if (typeof d.slots !== 'object' || d.slots === null) throw new Error('slots: expected an object');
+  const d = object(data, 'the state');
+  const slots = object(d.slots, 'slots');
   for (const s of ['A', 'B'] as const) {
-    const r = d.slots[s];
+    const r = slots[s];
     if (r === null) continue;
-    if (typeof r !== 'object' || typeof r.version !== 'string' || typeof r.sha256 !== 'string' || typeof r.securityVersion !== 'number') {
+    const rec = object(r, `slots.${s}`);
+    if (typeof rec.version !== 'string' || typeof rec.sha256 !== 'string' || typeof rec.securityVersion !== 'number') {
       throw new Error(`slots.${s}: expected {version, sha256, securityVersion, installedAt} or null`);
     }
   }
-  if (d.update !== null) {
-    const u = d.update;
-    if (typeof u !== 'object') throw new Error('update: expected an object or null');
-    if (typeof u.updateId !== 'string' || typeof u.fwPackageUri !== 'string') throw new Error('update: updateId and fwPackageUri must be strings');
-    if (!PHASES.includes(u.phase)) throw new Error(`update.phase: unknown phase ${JSON.stringify(u.phase)}`);
-    if ((u.fromSlot !== 'A' && u.fromSlot !== 'B') || (u.targetSlot !== 'A' && u.targetSlot !== 'B')) throw new Error('update: fromSlot/targetSlot must be A or B');
-    if (!Number.isInteger(u.nextChunk) || u.nextChunk < 0) throw new Error('update.nextChunk: expected a whole number');
-    if (typeof u.times !== 'object' || u.times === null) throw new Error('update.times: expected an object');
-    if (typeof u.entries !== 'object' || u.entries === null) throw new Error('update.entries: expected an object');
+  if (typeof d.newestTimestamp !== 'number' || !Number.isFinite(d.newestTimestamp)) throw new Error('newestTimestamp: expected a number');
+  if (d.update !== null && d.update !== undefined) validateUpdate(object(d.update, 'update'));
+  else d.update = null;
+  return d as unknown as DeviceState;
+}
+
+function validateUpdate(u: Record<string, unknown>): void {
+  if (typeof u.updateId !== 'string' || typeof u.fwPackageUri !== 'string') throw new Error('update: updateId and fwPackageUri must be strings');
+  if ((u.fromSlot !== 'A' && u.fromSlot !== 'B') || (u.targetSlot !== 'A' && u.targetSlot !== 'B') || u.fromSlot === u.targetSlot) {
+    throw new Error('update: fromSlot/targetSlot must be A and B');
   }
-  return d;
+  if (!Number.isInteger(u.nextChunk) || (u.nextChunk as number) < 0) throw new Error('update.nextChunk: expected a whole number');
+  if (typeof u.bytesDownloaded !== 'number') throw new Error('update.bytesDownloaded: expected a number');
+  const times = object(u.times, 'update.times');
+  if (typeof times.startedWaitingTime !== 'string') throw new Error('update.times.startedWaitingTime: expected a string');
+  object(u.entries, 'update.entries');
+  if (u.error !== null && u.error !== undefined) {
+    const e = object(u.error, 'update.error');
+    if (typeof e.code !== 'string' || typeof e.message !== 'string') throw new Error('update.error: expected {code, message}');
+  } else u.error = null;
+  if (!isPhase(u.phase)) mapUnknownPhase(u);
+}
+
+/**
+ * A phase this agent does not know was written by a newer one (typically: the newer release's trial
+ * failed and this, the old slot's agent, booted again). The update is never resumed blindly; the
+ * status written beside the phase says how far it got:
+ * - a final status keeps its outcome;
+ * - before applying (`waiting`, `downloading`, `downloadComplete`): ended `downloadFailed`; the boot
+ *   configuration was not touched yet, and the runner points `[tryboot]` back at the committed slot;
+ * - `applying`, or no status: `checkingBoot`, which looks at the booted slot like after any reboot:
+ *   the new slot on trial goes on with the trial, anything else ends `applyFailed`.
+ */
+function mapUnknownPhase(u: Record<string, unknown>): void {
+  const unknown = JSON.stringify(u.phase);
+  const status = u.status;
+  const ended = (phase: Phase, keepError: boolean) => {
+    u.phase = phase;
+    if (!keepError || u.error === null) u.error = { code: 'unknownPhase', message: `the update was left in phase ${unknown} by a newer piota; ended as ${phase}` };
+  };
+  if (status === 'applyComplete' || status === 'applyFailed' || status === 'downloadFailed') ended(status, true);
+  else if (status === 'waiting' || status === 'downloading' || status === 'downloadComplete') ended('downloadFailed', false);
+  else u.phase = 'checkingBoot';
+}
+
+function object(v: unknown, field: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${field}: expected an object`);
+  return v as Record<string, unknown>;
 }

@@ -1,21 +1,24 @@
 import { createHash, type Hash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { readVerifiedHeader, verifyChunks, type DeviceTrust, type VerifiedHeader } from '../bundle/verifier.js';
-import { BundleError } from '../bundle/errors.js';
 import { MAGIC } from '../bundle/format.js';
-import { openDownload, DownloadError, type DownloadResponse } from '../download/https-source.js';
+import { DownloadError } from '../download/errors.js';
+import type { DownloadRequest, DownloadResponse } from '../download/https-source.js';
 import type { SlotPartitions } from './config.js';
 import type { BundleSummary, UpdateRecord } from './device-state.js';
 import type { PartitionWriter, SlotStorage } from './ports.js';
-import { UpdateFailure } from './update-failure.js';
+import type { HttpSource } from './workflow/context.js';
+import { UpdateFailure } from './workflow/update-errors.js';
 import { writePlainImage } from './plain-image.js';
 
 export interface DownloadDeps {
+  open: HttpSource;
   storage: SlotStorage;
   trust: DeviceTrust;
   /** The partitions of the slot being written (the inactive one). */
   targetPartitions: SlotPartitions;
-  downloadCa?: string;
+  /** Options for every request of this download (CA, proxy, timeouts). */
+  request: Omit<DownloadRequest, 'url' | 'start' | 'ifRange' | 'expectedTotal' | 'signal'>;
   logger: Logger;
   /** Persists the update record (after chunks are synced) and reports progress. */
   checkpoint: (update: UpdateRecord) => Promise<void>;
@@ -40,7 +43,7 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
   let second: DownloadResponse | undefined;
   const writers = new Map<string, PartitionWriter>();
   try {
-    first = await open(update.fwPackageUri, 0, deps);
+    first = await deps.open({ ...deps.request, url: update.fwPackageUri, start: 0, signal: deps.signal });
     const { head, stream } = await peek(first.body, MAGIC.length);
     if (!head.equals(MAGIC)) {
       if (!deps.allowPlainImages) throw new UpdateFailure('notABundle', 'the file at the URI is not a piota bundle (and this device accepts no plain images)');
@@ -49,9 +52,7 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
     }
     const pin = update.pinnedSha256 ? createHash('sha256') : null;
     const body = pin ? tee(stream, pin) : stream;
-    const header = await readVerifiedHeader(body, deps.trust).catch((err: unknown) => {
-      throw asFailure(err);
-    });
+    const header = await readVerifiedHeader(body, deps.trust);
     const summary = summarize(header, first.totalSize);
     checkVersion(update, summary);
     await checkPartitions(summary, deps);
@@ -63,7 +64,19 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
       await header.rest.return();
       first.destroy();
       const offset = header.manifest.chunks[fromChunk].bundleOffset;
-      second = await open(update.fwPackageUri, offset, deps);
+      // If-Range: should the file change on the server between the two requests, the server sends the
+      // whole new file, and the download starts again from its header rather than mixing two files.
+      second = await deps.open({
+        ...deps.request,
+        url: update.fwPackageUri,
+        start: offset,
+        ifRange: first.validator ?? undefined,
+        expectedTotal: summary.totalBytes,
+        signal: deps.signal,
+      });
+      if (second.restartedFromZero) {
+        throw new DownloadError('fileChanged', `${update.fwPackageUri} changed on the server while resuming; starting again from its header`, true);
+      }
       source = second.body;
       deps.logger.info({ updateId: update.updateId, chunk: fromChunk, offset }, 'resuming the download');
     } else if (resumeAt >= summary.chunkCount && sameBundle(update.bundle, summary) && !pin) {
@@ -106,16 +119,12 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
     await deps.checkpoint(update);
   } catch (err) {
     if (deps.signal.aborted) throw deps.signal.reason;
-    throw asFailure(err);
+    throw err;
   } finally {
     first?.destroy();
     second?.destroy();
     for (const w of writers.values()) await w.close().catch(() => undefined);
   }
-}
-
-async function open(url: string, start: number, deps: DownloadDeps): Promise<DownloadResponse> {
-  return openDownload({ url, start, ca: deps.downloadCa, signal: deps.signal });
 }
 
 function summarize(header: VerifiedHeader, totalSize: number | null): BundleSummary {
@@ -186,11 +195,4 @@ async function* tee(source: AsyncIterable<Uint8Array>, hash: Hash): AsyncIterabl
     hash.update(chunk);
     yield chunk;
   }
-}
-
-function asFailure(err: unknown): UpdateFailure | DownloadError {
-  if (err instanceof UpdateFailure || err instanceof DownloadError) return err;
-  if (err instanceof BundleError) return new UpdateFailure(err.code, err.message);
-  const e = err as NodeJS.ErrnoException;
-  return new UpdateFailure(e.code === 'EBUSY' || e.code === 'EACCES' ? 'slotUnavailable' : 'writeFailed', e.message ?? String(err));
 }

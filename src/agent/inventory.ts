@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { DaemonConfig, SlotName } from './config.js';
 import type { DeviceState } from './device-state.js';
+import type { BootControl } from './ports.js';
 
 /**
  * The version running now: the booted slot's record (written when piota installed it); before piota
@@ -20,7 +21,34 @@ export async function runningVersion(config: DaemonConfig, state: DeviceState, b
   return config.initialVersion;
 }
 
-/** The security version of the running image: a bundle below it is a downgrade. */
-export function runningSecurityVersion(state: DeviceState, booted: SlotName): number {
-  return state.slots[booted]?.securityVersion ?? 0;
+/** What the daemon reports about the device besides the update: the boot facts and the running version. */
+export class Inventory {
+  private constructor(
+    readonly bootedSlot: SlotName,
+    private committed: SlotName,
+    readonly trialBoot: boolean,
+    private version: string,
+    private readonly boot: BootControl,
+    private readonly config: DaemonConfig,
+    private readonly state: DeviceState,
+  ) {}
+
+  static async read(boot: BootControl, config: DaemonConfig, state: DeviceState): Promise<Inventory> {
+    const booted = await boot.bootedSlot();
+    return new Inventory(booted, await boot.committedSlot(), await boot.isTrialBoot(), await runningVersion(config, state, booted), boot, config, state);
+  }
+
+  get committedSlot(): SlotName {
+    return this.committed;
+  }
+
+  get runningVersion(): string {
+    return this.version;
+  }
+
+  /** Re-reads what an update may have changed: the committed slot (after a commit) and the booted slot's record. */
+  async refresh(): Promise<void> {
+    this.committed = await this.boot.committedSlot().catch(() => this.committed);
+    this.version = await runningVersion(this.config, this.state, this.bootedSlot);
+  }
 }

@@ -4,22 +4,30 @@ import type { SlotName } from './config.js';
 import { isTerminal, reportedStatus, type DeviceState, type UpdateRecord } from './device-state.js';
 import { parseFirmwareUpdateRequest, PayloadError } from './firmware-update-request.js';
 import type { MethodAnswer } from './hub-link.js';
-import type { UpdateRunner } from './update-runner.js';
+import { redactUri } from './redact-uri.js';
+
+/** What the method handlers need of the runner. */
+export interface UpdateDriver {
+  start(resumed: boolean): void;
+  /** Resolves true once the update is cancelled and that is persisted; false when it is too late. */
+  cancel(): Promise<boolean>;
+}
 
 export interface MethodDeps {
   state: DeviceState;
   bootedSlot: SlotName;
-  save(): Promise<void>;
+  /** Persists `state` (a new picture; the live state changes only once this resolved). */
+  save(state: DeviceState): Promise<void>;
   statusChanged(): void;
   /** Waits (bounded) until the hub acknowledged the current reported picture. */
   flushReports(timeoutMs: number): Promise<boolean>;
-  runner: UpdateRunner;
+  runner: UpdateDriver;
   logger: Logger;
   /** How long the `waiting` patch may take before the method is answered anyway. */
   ackTimeoutMs?: number;
 }
 
-/** The direct methods the daemon answers, per DESIGN.md. */
+/** The direct methods the daemon answers (docs/update-workflow.md, "Method answers"). */
 export function methodHandlers(deps: MethodDeps) {
   return {
     firmwareUpdate: (payload: unknown) => firmwareUpdate(deps, payload),
@@ -46,7 +54,7 @@ async function firmwareUpdate(deps: MethodDeps, payload: unknown): Promise<Metho
     return {
       status: 409,
       payload: {
-        message: `another update is in progress (${current.fwPackageUri}, ${reportedStatus(current.phase)}); cancel it with firmwareUpdateCancel or wait for it to end`,
+        message: `another update is in progress (${redactUri(current.fwPackageUri)}, ${reportedStatus(current.phase)}); cancel it with firmwareUpdateCancel or wait for it to end`,
         updateId: current.updateId,
         status: reportedStatus(current.phase),
       },
@@ -76,27 +84,33 @@ async function firmwareUpdate(deps: MethodDeps, payload: unknown): Promise<Metho
     trialStartedAt: null,
     entries: { waiting: 1 },
   };
+  // Persisted first, adopted after: a save that fails leaves no update behind in memory.
+  try {
+    await deps.save({ ...deps.state, update });
+  } catch (err) {
+    deps.logger.error({ err: (err as Error).message }, 'firmwareUpdate refused: the state could not be saved');
+    return { status: 500, payload: { message: `the device could not persist the update (${(err as Error).message}); nothing was started` } };
+  }
   deps.state.update = update;
-  await deps.save();
-  deps.logger.info({ updateId: update.updateId, fwPackageUri: update.fwPackageUri, targetSlot }, 'update waiting');
+  deps.logger.info({ updateId: update.updateId, fwPackageUri: redactUri(update.fwPackageUri), targetSlot }, 'update waiting');
   deps.statusChanged();
   // The caller may read the twin right after our answer: let the waiting patch land first, but
   // never hold the answer past the method timeout (the outbox delivers it later).
   const acked = await deps.flushReports(deps.ackTimeoutMs ?? 4000);
   if (!acked) deps.logger.warn({ updateId: update.updateId }, 'the hub has not acknowledged the waiting status yet; answering anyway');
   deps.runner.start(false);
-  return { status: 200, payload: { updateId: update.updateId, message: `accepted: ${update.fwPackageUri} will be written to slot ${targetSlot}` } };
+  return { status: 200, payload: { updateId: update.updateId, message: `accepted: ${redactUri(update.fwPackageUri)} will be written to slot ${targetSlot}` } };
 }
 
 async function firmwareUpdateCancel(deps: MethodDeps): Promise<MethodAnswer> {
   const current = deps.state.update;
   if (!current || isTerminal(current.phase)) return { status: 200, payload: { message: 'nothing to cancel' } };
-  if (!deps.runner.cancel()) {
+  deps.logger.info({ updateId: current.updateId }, 'update cancel requested');
+  if (!(await deps.runner.cancel())) {
     return {
       status: 409,
       payload: { message: `too late to cancel: applying has started (${current.phase})`, updateId: current.updateId, status: reportedStatus(current.phase) },
     };
   }
-  deps.logger.info({ updateId: current.updateId }, 'update cancel requested');
   return { status: 200, payload: { message: 'cancelled', updateId: current.updateId } };
 }

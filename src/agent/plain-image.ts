@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { BundleSummary, UpdateRecord } from './device-state.js';
 import type { PartitionWriter, SlotStorage } from './ports.js';
-import { UpdateFailure } from './update-failure.js';
+import { UpdateFailure } from './workflow/update-errors.js';
 
 /** The partition a plain image goes to: a plain image is one partition's whole content. */
 export const PLAIN_IMAGE_PARTITION = 'rootfs';

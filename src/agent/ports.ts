@@ -15,6 +15,6 @@ export interface SlotStorage {
   partitionSize(path: string): Promise<number>;
   /** Refuses a mounted device. */
   openForWrite(path: string): Promise<PartitionWriter>;
-  /** sha256 (hex) of the first `length` bytes, read from the medium, not the page cache. */
-  hashFromMedium(path: string, length: number): Promise<string>;
+  /** sha256 (hex) of the first `length` bytes, read from the medium, not the page cache; ends early when `signal` aborts. */
+  hashFromMedium(path: string, length: number, signal?: AbortSignal): Promise<string>;
 }

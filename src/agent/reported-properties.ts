@@ -1,5 +1,7 @@
 import type { SlotName } from './config.js';
+import type { ClockDecision } from './clock-floor.js';
 import { reportedStatus, targetVersion, updateProgress, type DeviceState } from './device-state.js';
+import { redactUri } from './redact-uri.js';
 
 /** What the daemon knows besides the state file when it reports. */
 export interface InventoryFacts {
@@ -10,11 +12,15 @@ export interface InventoryFacts {
   runningVersion: string;
   /** When the maintenance window next opens, if the update waits for it. */
   applyAt: string | null;
+  /** The anti-rollback floor in force. */
+  securityFloor: number;
+  /** What was decided about the wall clock before connecting (null before the decision). */
+  clock: ClockDecision | null;
 }
 
 /**
- * The whole reported picture, in the DESIGN.md schema (compatible with Microsoft's firmware-update
- * samples). It is sent as a PATCH: every field is present, with null where a previous update's
+ * The whole reported picture (docs/update-workflow.md, "Reported properties"; compatible with
+ * Microsoft's firmware-update samples). It is sent as a PATCH: every field is present, with null where a previous update's
  * value must be cleared.
  */
 export function reportedProperties(state: DeviceState, facts: InventoryFacts): Record<string, unknown> {
@@ -32,6 +38,9 @@ export function reportedProperties(state: DeviceState, facts: InventoryFacts): R
         A: slotSection(state, 'A'),
         B: slotSection(state, 'B'),
       },
+      securityFloor: facts.securityFloor,
+      clock: facts.clock,
+      stateRecovery: state.recovery ?? null,
     },
   };
 }
@@ -53,7 +62,7 @@ function firmwareUpdateSection(state: DeviceState, facts: InventoryFacts) {
   const waitingForWindow = u.phase === 'downloadComplete' && facts.applyAt !== null;
   return {
     status: reportedStatus(u.phase),
-    fwPackageUri: u.fwPackageUri,
+    fwPackageUri: redactUri(u.fwPackageUri),
     error: u.error ? { code: u.error.code, message: u.error.message } : null,
     startedWaitingTime: u.times.startedWaitingTime,
     startedDownloadingTime: u.times.startedDownloadingTime,

@@ -36,6 +36,11 @@ export interface BootBackend {
   committedSlot(): Promise<Slot>;
   /** Arranges one trial boot of `slot` and reboots into it; resolves once the reboot was accepted. */
   startTrial(slot: Slot): Promise<void>;
+  /**
+   * Points the one-shot trial boot back at the committed slot (a no-op when it already is), so a stray
+   * tryboot reboot never boots a slot that is being rewritten or that failed its trial.
+   */
+  clearTrial(): Promise<void>;
   /** Makes `slot` the one every later boot uses; durable when it resolves. */
   commit(slot: Slot): Promise<void>;
   /** A plain reboot, which boots the committed slot. */

@@ -19,6 +19,8 @@ export type BundleErrorCode =
   | 'incompatible'
   /** The bundle's security version is lower than the device's. */
   | 'downgrade'
+  /** A chunk is larger than the device accepts (its config's maxChunkBytes). */
+  | 'chunkTooLarge'
   /** A chunk's bytes do not match the hash the signed manifest gives for it. */
   | 'hashMismatch'
   /** A key file or key text that is not a usable ed25519 PEM key. */

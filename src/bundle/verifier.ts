@@ -24,8 +24,10 @@ export interface DeviceTrust {
   trustedKeys: string[];
   /** The device's model; the bundle must list it in `compatible`. */
   model: string;
-  /** The security version the device runs now; a bundle with a lower one is refused. */
+  /** The device's anti-rollback floor; a bundle with a lower security version is refused. */
   securityVersion: number;
+  /** The largest chunk (image bytes) the device accepts: a chunk is held in memory while its hash is checked. */
+  maxChunkBytes?: number;
 }
 
 /** DeviceTrust with the device checks optional: `piota bundle verify` without --model. */
@@ -33,6 +35,7 @@ export interface VerifyPolicy {
   trustedKeys: string[];
   model?: string;
   securityVersion?: number;
+  maxChunkBytes?: number;
 }
 
 export interface VerifiedHeader {
@@ -128,6 +131,11 @@ export async function readHeader(source: AsyncIterable<Uint8Array>, policy: Veri
         'downgrade',
         `the bundle's security version ${manifest.securityVersion} is lower than the device's ${policy.securityVersion}`,
       );
+    }
+    const max = policy.maxChunkBytes;
+    const big = max === undefined ? undefined : manifest.payloads.find((p) => p.chunkSize > max);
+    if (big) {
+      throw new BundleError('chunkTooLarge', `the ${big.name} payload has chunks of ${big.chunkSize} bytes; this device accepts at most ${max} (maxChunkBytes)`);
     }
     return { manifest, headerLength, bundleSize: manifest.bundleSize, keyId, rest: reader.rest() };
   } catch (err) {

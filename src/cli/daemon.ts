@@ -5,13 +5,8 @@ import { StateFileError } from '../os/state-file.js';
 import { createLogger } from '../os/logger.js';
 import { CommandError, parseCommandArgs, type Command } from './command.js';
 import { packageVersion } from './version.js';
+import { configPath, DEFAULT_CONFIG } from './config-path.js';
 
-export const DEFAULT_CONFIG = '/etc/piota/config.json';
-
-/** --config, else PIOTA_CONFIG, else /etc/piota/config.json. */
-export function configPath(flag: string | undefined): string {
-  return flag ?? process.env.PIOTA_CONFIG ?? DEFAULT_CONFIG;
-}
 
 export const daemonCommand: Command = {
   path: ['daemon'],

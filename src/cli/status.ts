@@ -1,11 +1,12 @@
 import { ConfigError, loadConfig } from '../agent/config.js';
-import { StateStore, isTerminal, reportedStatus, targetVersion, updateProgress } from '../agent/device-state.js';
+import { isTerminal, reportedStatus, targetVersion, updateProgress } from '../agent/device-state.js';
+import { StateStore } from '../agent/state-store.js';
 import { runningVersion } from '../agent/inventory.js';
-import { windowWaitUntil } from '../agent/apply-window.js';
+import { applyTimeOf } from '../agent/apply-window.js';
 import { MaintenanceSchedule } from '../agent/maintenance-window.js';
 import { TrybootBackend } from '../boot/tryboot.js';
 import { CommandError, parseCommandArgs, type Command } from './command.js';
-import { configPath, DEFAULT_CONFIG } from './daemon.js';
+import { configPath, DEFAULT_CONFIG } from './config-path.js';
 
 export const statusCommand: Command = {
   path: ['status'],
@@ -30,7 +31,7 @@ and when it next opens; an update waiting for it shows when it will apply.`,
       if (err instanceof ConfigError) throw new CommandError(err.message, 2);
       throw err;
     }
-    const state = await new StateStore(config.stateDir).load().catch((err: Error) => {
+    const state = await new StateStore(config.stateDir).read().catch((err: Error) => {
       throw new CommandError(err.message);
     });
     const boot = new TrybootBackend(config.boot);
@@ -52,8 +53,7 @@ and when it next opens; an update waiting for it shows when it will apply.`,
       open: schedule.isOpen(now),
       nextOpening: iso(schedule.nextOpening(now)),
     };
-    // The same rule as the daemon's: a downloaded update waits while the window is closed, unless sent with "now".
-    const applyAt = u && schedule && u.phase === 'downloadComplete' && !u.applyNow ? iso(windowWaitUntil(schedule, now)) : null;
+    const applyAt = applyTimeOf(schedule, u, now);
     schedule?.dispose();
     const describe = u && {
       updateId: u.updateId,

@@ -7,6 +7,11 @@ export interface DurableWriteOptions {
   mode?: number;
   /** Create the parent directory if missing (default false). */
   mkdirs?: boolean;
+  /**
+   * Keep the file being replaced under this name (same directory): a previous generation to fall back
+   * to. A power cut between the two renames leaves only that previous file, never a mix.
+   */
+  keepPreviousAs?: string;
 }
 
 /**
@@ -29,6 +34,11 @@ export async function writeFileDurably(path: string, data: string | Uint8Array, 
   }
   await fh.close();
   try {
+    if (options.keepPreviousAs) {
+      await rename(path, options.keepPreviousAs).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+    }
     await rename(tmp, path);
   } catch (err) {
     await unlink(tmp).catch(() => undefined);

@@ -15,21 +15,28 @@ export class StateFileError extends Error {
 
 interface Envelope<T> {
   schema: number;
+  /** Which program wrote the file (e.g. "piota 0.2.0"), for a person reading it. */
+  writtenBy?: string;
   data: T;
+}
+
+export interface StateFileWriteOptions extends DurableWriteOptions {
+  writtenBy?: string;
 }
 
 /**
  * Writes `{schema, data}` durably. Every persisted file carries the schema version of the program
  * that wrote it, so an older agent (after a rollback) recognises a file it does not understand.
  */
-export async function writeStateFile<T>(path: string, schema: number, data: T, options: DurableWriteOptions = {}): Promise<void> {
-  const envelope: Envelope<T> = { schema, data };
+export async function writeStateFile<T>(path: string, schema: number, data: T, options: StateFileWriteOptions = {}): Promise<void> {
+  const envelope: Envelope<T> = options.writtenBy ? { schema, writtenBy: options.writtenBy, data } : { schema, data };
   await writeFileDurably(path, JSON.stringify(envelope, null, 2) + '\n', options);
 }
 
 /**
  * Reads a state file written by writeStateFile. Returns undefined when the file does not exist.
- * A file from a newer schema is kept untouched and reported (reason 'newerSchema').
+ * A file from a newer schema than `schema` is kept untouched and reported (reason 'newerSchema');
+ * pass Infinity when `validate` knows how to read newer files.
  * `validate` checks the data's shape and throws an Error naming the bad field.
  */
 export async function readStateFile<T>(
@@ -54,6 +61,7 @@ export async function readStateFile<T>(
     throw new StateFileError(path, 'malformed', 'expected an object {schema, data}');
   }
   const env = parsed as Envelope<unknown>;
+  if (!Number.isInteger(env.schema) || env.schema < 1) throw new StateFileError(path, 'malformed', `schema ${JSON.stringify(env.schema)} is not a version number`);
   if (env.schema > schema) {
     throw new StateFileError(
       path,

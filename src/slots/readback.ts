@@ -19,8 +19,8 @@ export interface ReadBack {
 }
 
 /** sha256 (hex) of the first `length` bytes of a slot partition, read from the medium. */
-export async function hashPartition(path: string, length: number): Promise<string> {
-  return (await readBackHash(path, length)).sha256;
+export async function hashPartition(path: string, length: number, signal?: AbortSignal): Promise<string> {
+  return (await readBackHash(path, length, signal)).sha256;
 }
 
 /**
@@ -34,7 +34,7 @@ export async function hashPartition(path: string, length: number): Promise<strin
  * simulated one, so the buffered read is the documented fallback. A block device that refuses
  * O_DIRECT is an error, never a silent fallback.
  */
-export async function readBackHash(path: string, length: number): Promise<ReadBack> {
+export async function readBackHash(path: string, length: number, signal?: AbortSignal): Promise<ReadBack> {
   const partition = await describePartition(path);
   if (!Number.isSafeInteger(length) || length < 0) throw new SlotError('io', path, `cannot read back ${length} bytes`);
   if (length > partition.size) {
@@ -42,7 +42,7 @@ export async function readBackHash(path: string, length: number): Promise<ReadBa
   }
   const { fh, direct } = await openForReadBack(path, partition.kind === 'block');
   try {
-    return { sha256: await hashPrefix(fh, path, length, direct), direct };
+    return { sha256: await hashPrefix(fh, path, length, direct, signal), direct };
   } finally {
     await fh.close();
   }
@@ -62,13 +62,15 @@ async function openForReadBack(path: string, mustBeDirect: boolean): Promise<{ f
   }
 }
 
-async function hashPrefix(fh: FileHandle, path: string, length: number, direct: boolean): Promise<string> {
+async function hashPrefix(fh: FileHandle, path: string, length: number, direct: boolean, signal?: AbortSignal): Promise<string> {
   const hash = createHash('sha256');
   // WebAssembly memory is allocated by mmap, so its first byte is page aligned.
   const memory = new WebAssembly.Memory({ initial: CHUNK / 65536 });
   const buffer = Buffer.from(memory.buffer, 0, CHUNK);
   let position = 0;
   while (position < length) {
+    // A read-back of gigabytes takes minutes on a Pi: a stop (SIGTERM) ends it between reads.
+    signal?.throwIfAborted();
     const wanted = Math.min(CHUNK, length - position);
     const request = direct ? Math.ceil(wanted / ALIGN) * ALIGN : wanted;
     let bytesRead: number;

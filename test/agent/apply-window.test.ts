@@ -5,7 +5,9 @@ import { applyWindowGate, type WindowClock } from '../../src/agent/apply-window.
 import { validateConfig, type DaemonConfig, type MaintenanceWindow } from '../../src/agent/config.js';
 import type { DeviceState, Phase, UpdateRecord } from '../../src/agent/device-state.js';
 import { methodHandlers } from '../../src/agent/method-handlers.js';
-import { UpdateRunner, type PhaseContextBase } from '../../src/agent/update-runner.js';
+import { UpdateRunner } from '../../src/agent/workflow/runner.js';
+import type { WorkflowPorts } from '../../src/agent/workflow/context.js';
+import { FakeBoot, FakeClock as PortsClock, fakePorts } from './fakes/ports.js';
 
 const logger = pino({ level: 'silent' });
 const example = JSON.parse(readFileSync(new URL('../../config.example.json', import.meta.url), 'utf8'));
@@ -87,7 +89,7 @@ describe('the apply-window gate', () => {
 });
 
 describe('cancelling around the window', () => {
-  function runnerFor(state: DeviceState, applyWindowOpen: PhaseContextBase['applyWindowOpen']) {
+  function runnerFor(state: DeviceState, applyWindowOpen: WorkflowPorts['applyWindowOpen']) {
     let saves = 0;
     const runner = new UpdateRunner({
       state,
@@ -95,14 +97,14 @@ describe('cancelling around the window', () => {
       statusChanged: () => undefined,
       refreshInventory: async () => undefined,
       logger,
-      // downloadComplete uses only the window gate; anything else would be a bug here.
-      context: { applyWindowOpen } as PhaseContextBase,
+      settings: { config: config(berlinNights), trustedKeys: [] },
+      ports: fakePorts({ boot: new FakeBoot(), clock: new PortsClock(), applyWindowOpen }),
     });
     return { runner, saves: () => saves };
   }
 
   it('cancels an update waiting for its window: downloadFailed/cancelled', async () => {
-    const state: DeviceState = { slots: { A: { version: '1.0.0', sha256: 'a'.repeat(64), securityVersion: 0, installedAt: '2026-01-01T00:00:00Z' }, B: null }, update: update('downloadComplete'), newestTimestamp: 0 };
+    const state: DeviceState = { slots: { A: { version: '1.0.0', sha256: 'a'.repeat(64), securityVersion: 0, installedAt: '2026-01-01T00:00:00Z' }, B: null }, update: update('downloadComplete'), newestTimestamp: 0, recovery: null };
     const gate = applyWindowGate(config(berlinNights), logger, new FakeClock(Date.parse('2026-11-28T12:00:00Z')));
     let entered!: () => void;
     const waitingForWindow = new Promise<void>((r) => (entered = r));
@@ -113,17 +115,17 @@ describe('cancelling around the window', () => {
     runner.start(true);
     await waitingForWindow;
     expect(gate.applyAt(state.update!)).toBe('2026-11-29T01:00:00.000Z');
-    expect(runner.cancel()).toBe(true);
+    expect(await runner.cancel()).toBe(true);
     await runner.stop();
     expect(state.update!.phase).toBe('downloadFailed');
     expect(state.update!.error).toMatchObject({ code: 'cancelled' });
     gate.stop();
   });
 
-  it.each(['verifying', 'rebooting', 'trial', 'committing'] as Phase[])('refuses a cancel in %s (applying has started) with 409', async (phase) => {
-    const state: DeviceState = { slots: { A: null, B: null }, update: update(phase), newestTimestamp: 0 };
+  it.each(['verifying', 'rebooting', 'checkingBoot', 'trial', 'committing'] as Phase[])('refuses a cancel in %s (applying has started) with 409', async (phase) => {
+    const state: DeviceState = { slots: { A: null, B: null }, update: update(phase), newestTimestamp: 0, recovery: null };
     const { runner } = runnerFor(state, async () => undefined);
-    expect(runner.cancel()).toBe(false);
+    expect(await runner.cancel()).toBe(false);
     const handlers = methodHandlers({ state, bootedSlot: 'A', save: async () => undefined, statusChanged: () => undefined, flushReports: async () => true, runner, logger });
     const answer = await handlers.firmwareUpdateCancel();
     expect(answer.status).toBe(409);

@@ -1,4 +1,4 @@
-import { describe, it, expect } from 'vitest';
+import { describe, it, expect, vi } from 'vitest';
 import { pino } from 'pino';
 import { ReportedSync, type ReportedSink } from '../../src/agent/reported-sync.js';
 
@@ -33,26 +33,38 @@ describe('ReportedSync', () => {
     sync.stop();
   });
 
-  it('coalesces progress to at most one patch per interval', async () => {
-    const hub = sink(1);
-    const state = { status: 'downloading', bytes: 0 };
-    const sync = new ReportedSync(hub, () => ({ ...state }), { progressIntervalMs: 200, logger });
-    sync.statusChanged();
-    await sync.flush(1000);
-    const before = hub.sent.length;
-    const started = Date.now();
-    while (Date.now() - started < 650) {
-      state.bytes += 1000;
-      sync.progressChanged();
-      await new Promise((r) => setTimeout(r, 5));
+  it('coalesces progress to at most one patch per interval (on a fake clock)', async () => {
+    vi.useFakeTimers();
+    try {
+      const sentAt: number[] = [];
+      const hub = sink(1);
+      const original = hub.updateReported.bind(hub);
+      hub.updateReported = async (patch) => {
+        sentAt.push(Date.now());
+        return original(patch);
+      };
+      const state = { status: 'downloading', bytes: 0 };
+      const sync = new ReportedSync(hub, () => ({ ...state }), { progressIntervalMs: 200, logger });
+      sync.statusChanged();
+      await vi.advanceTimersByTimeAsync(10);
+      const before = hub.sent.length;
+      for (let i = 0; i < 100; i++) {
+        state.bytes += 1000;
+        sync.progressChanged();
+        await vi.advanceTimersByTimeAsync(6.5);
+      }
+      await vi.advanceTimersByTimeAsync(250);
+      // 100 progress changes over 650 ms at one patch per 200 ms: the patches are at least 200 ms
+      // apart, there are 3 or 4 of them, and the last one is the current picture.
+      const progressTimes = sentAt.slice(before);
+      expect(progressTimes.length).toBeGreaterThanOrEqual(3);
+      expect(progressTimes.length).toBeLessThanOrEqual(4);
+      for (let i = 1; i < sentAt.length; i++) expect(sentAt[i] - sentAt[i - 1]).toBeGreaterThanOrEqual(200);
+      expect(hub.sent.at(-1)).toEqual({ ...state });
+      sync.stop();
+    } finally {
+      vi.useRealTimers();
     }
-    await new Promise((r) => setTimeout(r, 250));
-    const progressPatches = hub.sent.length - before;
-    // ~100 progress changes in 650 ms at one patch per 200 ms: 3 to 4 patches, the last one current.
-    expect(progressPatches).toBeGreaterThanOrEqual(2);
-    expect(progressPatches).toBeLessThanOrEqual(5);
-    expect(hub.sent.at(-1)).toEqual({ ...state });
-    sync.stop();
   });
 
   it('keeps a status reached while the hub is down and sends it when the link is back', async () => {

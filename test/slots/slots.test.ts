@@ -103,6 +103,8 @@ describe('slot partitions in regular files', () => {
 
 const noLoop = loopDevicesUnavailable();
 if (noLoop) console.log(`skipping loop-device slot tests: ${noLoop}`);
+const noMkfs = spawnSync('which', ['mkfs.ext4'], { stdio: 'ignore' }).status !== 0;
+if (noMkfs) console.log('skipping the mounted-device checks: mkfs.ext4 is not installed');
 
 describe.skipIf(noLoop !== undefined)('slot partitions on real loop devices', () => {
   const attached: string[] = [];
@@ -174,22 +176,18 @@ describe.skipIf(noLoop !== undefined)('slot partitions on real loop devices', ()
     }
   });
 
-  it('refuses a whole disk while one of its partitions is mounted', async () => {
-    if (spawnSync('which', ['mkfs.ext4'], { stdio: 'ignore' }).status !== 0) {
-      console.log('skipping the mounted-partition check: mkfs.ext4 is not installed');
-      return;
-    }
+  it.skipIf(noMkfs)('refuses a whole disk while one of its partitions is mounted (skipped without mkfs.ext4)', async () => {
     const file = join(dir, 'disk-mbr.img');
     await writeFile(file, mbrDiskImage(8 << 20));
     const device = attachLoop(file, true);
     attached.push(device);
     const part = `${device}p1`;
-    const deadline = Date.now() + 1000;
+    // This kernel may not read partition tables on loop devices (losetup -P gives nothing): partx
+    // adds the partition from user space, as on a machine without the kernel's MBR parser.
+    if (!existsSync(part)) execFileSync('partx', ['-a', device]);
+    const deadline = Date.now() + 2000;
     while (!existsSync(part) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    if (!existsSync(part)) {
-      console.log(`skipping the mounted-partition check: no ${part} appeared (this kernel does not read MBR partition tables)`);
-      return;
-    }
+    expect(existsSync(part), `${part} did not appear, even after partx -a`).toBe(true);
     execFileSync('mkfs.ext4', ['-q', part]);
     const mnt = join(dir, 'mnt-part');
     await mkdir(mnt);
@@ -199,11 +197,7 @@ describe.skipIf(noLoop !== undefined)('slot partitions on real loop devices', ()
     expect(err.message).toContain('a partition of this disk');
   });
 
-  it('refuses a mounted block device, and a file whose loop device is mounted', async () => {
-    if (spawnSync('which', ['mkfs.ext4'], { stdio: 'ignore' }).status !== 0) {
-      console.log('skipping the mounted-device check: mkfs.ext4 is not installed');
-      return;
-    }
+  it.skipIf(noMkfs)('refuses a mounted block device, and a file whose loop device is mounted (skipped without mkfs.ext4)', async () => {
     const { file, device } = await loop(4 << 20);
     execFileSync('mkfs.ext4', ['-q', device]);
     const mnt = join(dir, 'mnt');

@@ -1,0 +1,163 @@
+import { DownloadError } from '../../download/errors.js';
+import { retryDelayMs } from '../../download/retry-policy.js';
+import { downloadToSlot } from '../download-to-slot.js';
+import type { PhaseContext } from './context.js';
+import { deviceTrust } from './context.js';
+import type { PhaseOutcome } from './spec.js';
+import { UpdateFailure } from './update-errors.js';
+
+/**
+ * Each phase's work, in workflow order (the table in spec.ts says which is which). A work function
+ * returns the event it ended with, or throws; the runner maps what it throws to an error code.
+ */
+
+/** Nothing holds an update before its download (the window only gates applying). */
+export async function waiting(): Promise<PhaseOutcome> {
+  return { event: 'start' };
+}
+
+export async function downloading(ctx: PhaseContext): Promise<PhaseOutcome> {
+  const { config } = ctx.settings;
+  const { boot, logger, clock } = ctx.ports;
+  // The target slot is about to be rewritten: no tryboot may point at it, and its record no longer holds.
+  await boot.clearTrial();
+  if (ctx.state.slots[ctx.update.targetSlot] !== null) {
+    ctx.state.slots[ctx.update.targetSlot] = null;
+    await ctx.save();
+  }
+  const retry = config.download.retry;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await downloadToSlot(ctx.update, {
+        open: ctx.ports.http,
+        storage: ctx.ports.storage,
+        trust: deviceTrust(ctx),
+        targetPartitions: config.slots[ctx.update.targetSlot],
+        request: {
+          ca: ctx.settings.downloadCa,
+          proxy: config.download.proxy,
+          idleTimeoutMs: config.download.idleTimeoutSeconds * 1000,
+          deadlineMs: config.download.deadlineSeconds === null ? undefined : config.download.deadlineSeconds * 1000,
+          minSpeed: config.download.minBytesPerSecond === null ? undefined : { bytesPerSecond: config.download.minBytesPerSecond, windowMs: 60_000 },
+        },
+        logger,
+        checkpoint: () => ctx.save(),
+        progress: () => ctx.ports.progressChanged(),
+        signal: ctx.signal,
+        allowPlainImages: config.allowPlainImages,
+      });
+      return { event: 'downloaded' };
+    } catch (err) {
+      if (ctx.signal.aborted) throw err;
+      if (err instanceof DownloadError && err.transient && attempt < retry.attempts) {
+        const delay = retryDelayMs(attempt, { firstDelayMs: retry.firstDelaySeconds * 1000, maxDelayMs: retry.maxDelaySeconds * 1000 });
+        logger.warn({ updateId: ctx.update.updateId, err: err.message, attempt, retryInMs: delay }, 'download interrupted; will resume');
+        await clock.sleep(delay, ctx.signal);
+        continue;
+      }
+      throw err;
+    }
+  }
+}
+
+export async function downloadComplete(ctx: PhaseContext): Promise<PhaseOutcome> {
+  await ctx.ports.applyWindowOpen(ctx.update, ctx.signal);
+  return { event: 'windowOpen' };
+}
+
+/** Reads back what was written, from the medium, and checks it against the signed manifest. */
+export async function verifying(ctx: PhaseContext): Promise<PhaseOutcome> {
+  const bundle = ctx.update.bundle;
+  if (!bundle) throw new UpdateFailure('internalError', 'no bundle was recorded for this update');
+  for (const p of bundle.payloads) {
+    const path = ctx.settings.config.slots[ctx.update.targetSlot][p.name];
+    const actual = await ctx.ports.storage.hashFromMedium(path, p.imageSize, ctx.signal);
+    if (actual !== p.imageSha256) {
+      throw new UpdateFailure('readbackMismatch', `${path} reads back with sha256 ${actual}, but the ${p.name} image has ${p.imageSha256}`);
+    }
+  }
+  // The slot now holds this version (committed or not): its record says so, and the version reported
+  // while the slot runs its trial is the new one.
+  const main = bundle.payloads.find((p) => p.name === 'rootfs') ?? bundle.payloads[0];
+  ctx.state.slots[ctx.update.targetSlot] = {
+    version: bundle.version,
+    sha256: main.imageSha256,
+    securityVersion: bundle.securityVersion,
+    installedAt: new Date(ctx.ports.clock.now()).toISOString(),
+  };
+  return { event: 'verified' };
+}
+
+/**
+ * Switches the boot to the new slot for one trial and reboots. Found at start-up, the phase says only
+ * that this process restarted after asking: checkingBoot looks at what came up.
+ */
+export async function rebooting(ctx: PhaseContext): Promise<PhaseOutcome> {
+  if (ctx.resumed) return { event: 'restarted' };
+  const { targetSlot } = ctx.update;
+  const timeoutS = ctx.settings.config.rebootTimeoutSeconds;
+  await ctx.ports.flushReports(5000);
+  await ctx.ports.boot.startTrial(targetSlot);
+  await ctx.ports.clock.sleep(timeoutS * 1000, ctx.signal);
+  throw new UpdateFailure('rebootFailed', `the trial reboot into slot ${targetSlot} was requested but did not happen within ${timeoutS} s`);
+}
+
+/** After the trial reboot: the new slot on trial goes on; the old slot means the firmware fell back. */
+export async function checkingBoot(ctx: PhaseContext): Promise<PhaseOutcome> {
+  return (await fellBack(ctx)) ?? { event: 'bootedTrial' };
+}
+
+/**
+ * A phase that runs on the new slot found the board on the old one: the trial hung, was reset or lost
+ * power, or the trial guard rebooted it, and the firmware fell back.
+ */
+async function fellBack(ctx: PhaseContext): Promise<PhaseOutcome | undefined> {
+  const { targetSlot, fromSlot } = ctx.update;
+  if ((await ctx.ports.boot.bootedSlot()) === targetSlot) return undefined;
+  return {
+    event: 'fellBack',
+    error: { code: 'trialFailed', message: `the trial boot of slot ${targetSlot} did not come up healthy; the board is back on slot ${fromSlot}` },
+  };
+}
+
+/** Healthy = the daemon started in the new slot, recovered its state and reached the hub in time. */
+export async function trial(ctx: PhaseContext): Promise<PhaseOutcome> {
+  const u = ctx.update;
+  const fell = await fellBack(ctx);
+  if (fell) return fell;
+  const { clock } = ctx.ports;
+  if (u.trialStartedAt === null) {
+    u.trialStartedAt = clock.now();
+    await ctx.save();
+  }
+  const timeoutS = ctx.settings.config.trialTimeoutSeconds;
+  // A wall clock that jumped backwards (NTP) must not stretch the trial past its timeout.
+  const left = Math.min(timeoutS * 1000, Math.max(0, u.trialStartedAt + timeoutS * 1000 - clock.now()));
+  const reached = await Promise.race([ctx.ports.hubReached.then(() => true), clock.sleep(left, ctx.signal).then(() => false)]);
+  if (reached) return { event: 'healthy' };
+  return {
+    event: 'unhealthy',
+    error: { code: 'trialUnhealthy', message: `slot ${u.targetSlot} booted but did not reach the hub within ${timeoutS} s; falling back to slot ${u.fromSlot}` },
+  };
+}
+
+/** Makes the new slot the default, then raises the anti-rollback floor to the bundle's security version. */
+export async function committing(ctx: PhaseContext): Promise<PhaseOutcome> {
+  const fell = await fellBack(ctx);
+  if (fell) return fell;
+  await ctx.ports.boot.commit(ctx.update.targetSlot);
+  const bundle = ctx.update.bundle;
+  if (bundle) await ctx.ports.securityFloor.raise(bundle.securityVersion, bundle.version);
+  return { event: 'committed' };
+}
+
+/** Report the failure as far as possible, then a plain reboot: the firmware starts the committed slot. */
+export async function rollingBack(ctx: PhaseContext): Promise<PhaseOutcome> {
+  const booted = await ctx.ports.boot.bootedSlot();
+  if (booted === ctx.update.fromSlot) return { event: 'fellBack' };
+  const timeoutS = ctx.settings.config.rebootTimeoutSeconds;
+  if (!ctx.resumed) await ctx.ports.flushReports(5000);
+  await ctx.ports.boot.reboot();
+  await ctx.ports.clock.sleep(timeoutS * 1000, ctx.signal);
+  throw new UpdateFailure('rebootFailed', `the reboot back into slot ${ctx.update.fromSlot} did not happen within ${timeoutS} s`);
+}
