@@ -1,11 +1,7 @@
-import deviceSdk from 'azure-iot-device';
-import mqttTransport from 'azure-iot-device-mqtt';
+import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-
-type DeviceClient = InstanceType<typeof deviceSdk.Client>;
-type Twin = Awaited<ReturnType<DeviceClient['getTwin']>>;
-type MethodRequest = deviceSdk.DeviceMethodRequest;
-type MethodResponse = deviceSdk.DeviceMethodResponse;
+import type { ProxySetting } from '../download/proxy.js';
+import { sdkClientFactory, type HubClient, type HubClientFactory, type HubTransport, type HubTwin } from './hub-client.js';
 
 /** A direct method's answer. */
 export interface MethodAnswer {
@@ -19,63 +15,98 @@ export interface HubLinkOptions {
   connectionString: string;
   /** PEM of a private CA to trust (the emulator's), or undefined for the public roots. */
   ca?: string;
-  methods: Record<string, MethodHandler>;
+  /** Default 'mqtt'. */
+  transport?: HubTransport;
+  /** For 'mqtt-ws': an http:// proxy URL, null for none, undefined for HTTPS_PROXY / NO_PROXY. */
+  proxy?: ProxySetting;
   logger: Logger;
-  /** Called after every (re)connect once the twin has been read: the hub is reached. */
-  onTwinRead: () => void;
-  /** Resolves once the wall clock can be trusted (a Pi without RTC starts behind). */
-  waitForPlausibleClock: () => Promise<void>;
+  /**
+   * Resolves once the wall clock can be trusted (a Pi without RTC starts behind: its SAS tokens
+   * would be expired). stop() aborts the signal; the promise may then reject.
+   */
+  waitForPlausibleClock: (signal: AbortSignal) => Promise<void>;
+  /** Builds the device client of each attempt; default: the device SDK (sdkClientFactory). */
+  clientFactory?: HubClientFactory;
   /** Timeouts, shortened by tests. */
   openTimeoutMs?: number;
   twinTimeoutMs?: number;
   maxBackoffMs?: number;
+  /** How long a discarded client's close is awaited before it is left to finish in the background. */
+  closeWaitMs?: number;
 }
 
 /**
- * The daemon's link to IoT Hub over MQTT. It owns every retry the SDK leaves to its user: the first
- * open (which the SDK never retries), reconnects after a drop, twin requests that never answer (the
+ * The daemon's link to IoT Hub. It owns every retry the SDK leaves to its user: the first open
+ * (which the SDK never retries), reconnects after a drop, twin requests that never answer (the
  * client is rebuilt), and authentication failures (a clock that was behind, a hub not yet knowing the
  * device): all are retried with backoff, forever, while the daemon works on offline.
+ *
+ * Emits 'twinRead' after every (re)connect once the twin has been read: the hub is reached.
  */
-export class HubLink {
-  private client: DeviceClient | null = null;
-  private twin: Twin | null = null;
+export class HubLink extends EventEmitter<{ twinRead: [] }> {
+  private client: HubClient | null = null;
+  private twin: HubTwin | null = null;
   private generation = 0;
   private stopped = false;
   private attempt = 0;
   private retryTimer: NodeJS.Timeout | null = null;
   private connecting = false;
+  private methods: Record<string, MethodHandler> = {};
+  private readonly stopping = new AbortController();
+  private readonly createClient: HubClientFactory;
 
-  constructor(private readonly options: HubLinkOptions) {}
+  constructor(private readonly options: HubLinkOptions) {
+    super();
+    const transport = options.transport ?? 'mqtt';
+    if (transport === 'mqtt' && typeof options.proxy === 'string') {
+      options.logger.warn('a hub proxy is set but the transport is mqtt: MQTT over TLS goes direct; use the mqtt-ws transport to go through the proxy');
+    }
+    this.createClient =
+      options.clientFactory ?? sdkClientFactory({ connectionString: options.connectionString, ca: options.ca, transport, proxy: options.proxy });
+  }
 
   get connected(): boolean {
     return this.twin !== null;
+  }
+
+  /** The direct methods to answer, from the next connection on (set them before start()). */
+  handleMethods(methods: Record<string, MethodHandler>): void {
+    this.methods = { ...methods };
   }
 
   start(): void {
     void this.connect();
   }
 
+  /**
+   * Ends the link within about closeWaitMs whatever the network or the SDK does: the clock wait
+   * is aborted, a connect in progress is abandoned, and the client's close is awaited only briefly
+   * (it may hang until a dead hub's connect times out) and otherwise finishes in the background.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort();
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     await this.discardClient();
   }
 
   /**
    * Sends a reported-properties patch. Resolves true once the hub acknowledged it, false when the
-   * link is down or the hub did not answer in time (the link is then rebuilt).
+   * link is down, the hub refused it, or did not answer in time (the link is then rebuilt).
    */
   async updateReported(patch: Record<string, unknown>, timeoutMs = 10_000): Promise<boolean> {
     const twin = this.twin;
     const generation = this.generation;
     if (!twin) return false;
-    const reported = twin.properties.reported as unknown as { update(p: unknown, cb: (err?: Error) => void): void };
     const result = await withTimeout(
-      new Promise<boolean>((resolve) => reported.update(patch, (err) => {
-        if (err) this.options.logger.warn({ err: err.message }, 'the hub refused a reported-properties patch');
-        resolve(!err);
-      })),
+      twin.updateReported(patch).then(
+        () => true,
+        (err: Error) => {
+          this.options.logger.warn({ err: err.message }, 'the hub refused a reported-properties patch');
+          return false;
+        },
+      ),
       timeoutMs,
     );
     if (result === 'timeout') {
@@ -90,39 +121,35 @@ export class HubLink {
     if (this.stopped || this.connecting) return;
     this.connecting = true;
     try {
-      await this.options.waitForPlausibleClock();
+      await this.options.waitForPlausibleClock(this.stopping.signal);
       await this.discardClient();
       if (this.stopped) return;
       const generation = ++this.generation;
-      const client = deviceSdk.Client.fromConnectionString(this.options.connectionString, mqttTransport.Mqtt);
+      const client = this.createClient();
       this.client = client;
-      client.on('error', (err: Error) => this.options.logger.warn({ err: err.message }, 'hub link error'));
-      client.on('disconnect', () => {
+      client.onError((err) => this.options.logger.warn({ err: err.message }, 'hub link error'));
+      client.onDisconnect(() => {
         if (generation !== this.generation || this.stopped) return;
         this.options.logger.warn('disconnected from the hub; reconnecting');
-        this.twin = null;
         this.reconnectSoon();
       });
-      for (const [name, handler] of Object.entries(this.options.methods)) {
-        client.onDeviceMethod(name, (request: MethodRequest, response: MethodResponse) => {
-          void this.answer(name, handler, request, response);
-        });
+      for (const [name, handler] of Object.entries(this.methods)) {
+        client.onMethod(name, (payload, respond) => void this.answer(name, handler, payload, respond));
       }
-      if (this.options.ca) await client.setOptions({ ca: this.options.ca });
       const opened = await withTimeout(client.open(), this.options.openTimeoutMs ?? 30_000);
       if (opened === 'timeout') throw new Error('no answer from the hub');
+      if (this.stopped) return;
       const twin = await withTimeout(client.getTwin(), this.options.twinTimeoutMs ?? 15_000);
       if (twin === 'timeout') throw new Error('the hub did not answer the twin request');
       if (generation !== this.generation || this.stopped) return;
       this.twin = twin;
       this.attempt = 0;
       this.options.logger.info('connected to the hub');
-      this.options.onTwinRead();
+      this.emit('twinRead');
     } catch (err) {
       if (this.stopped) return;
       const delay = this.backoff();
       this.options.logger.warn({ err: (err as Error).message, retryInMs: delay }, 'cannot reach the hub; will retry');
-      this.twin = null;
       void this.discardClient();
       this.schedule(delay);
     } finally {
@@ -130,16 +157,16 @@ export class HubLink {
     }
   }
 
-  private async answer(name: string, handler: MethodHandler, request: MethodRequest, response: MethodResponse): Promise<void> {
+  private async answer(name: string, handler: MethodHandler, payload: unknown, respond: (status: number, payload: unknown) => Promise<void>): Promise<void> {
     let answer: MethodAnswer;
     try {
-      answer = await handler(request.payload);
+      answer = await handler(payload);
     } catch (err) {
       this.options.logger.error({ err: (err as Error).message, method: name }, 'method handler failed');
       answer = { status: 500, payload: { message: `internal error: ${(err as Error).message}` } };
     }
     try {
-      await response.send(answer.status, answer.payload);
+      await respond(answer.status, answer.payload);
     } catch (err) {
       this.options.logger.warn({ err: (err as Error).message, method: name }, 'could not send the method answer');
     }
@@ -165,14 +192,16 @@ export class HubLink {
     return Math.round(base / 2 + Math.random() * (base / 2));
   }
 
+  /** Drops the current client; its close is awaited at most closeWaitMs and never fails. */
   private async discardClient(): Promise<void> {
     const client = this.client;
     this.client = null;
     this.twin = null;
     if (!client) return;
-    client.removeAllListeners();
-    client.on('error', () => undefined);
-    await withTimeout(client.close().catch(() => undefined), 5000);
+    const closed = Promise.resolve()
+      .then(() => client.close())
+      .catch(() => undefined);
+    await withTimeout(closed, this.options.closeWaitMs ?? 1000);
   }
 }
 

@@ -1,0 +1,303 @@
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { once } from 'node:events';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { pino } from 'pino';
+import type { HubClient, HubClientFactory, HubTwin } from '../../src/agent/hub-client.js';
+import { HubLink, type HubLinkOptions, type MethodHandler } from '../../src/agent/hub-link.js';
+import { addDevice } from '../../src/hub-emulator/index.js';
+import { serviceClient, serviceRegistry } from '../../src/service/hub-connection.js';
+import { eventually, hubForSuite, within } from '../hub-emulator/helpers.js';
+
+const logger = pino({ level: 'silent' });
+const never = <T>() => new Promise<T>(() => undefined);
+
+type MethodCall = Parameters<HubClient['onMethod']>[1];
+
+/** What one fake client does; each call not given succeeds at once. */
+interface Script {
+  open?: () => Promise<void>;
+  getTwin?: () => Promise<HubTwin>;
+  updateReported?: (patch: Record<string, unknown>) => Promise<void>;
+  close?: () => Promise<void>;
+}
+
+/** A fake of our own HubClient port (the device SDK stands behind it in production). */
+class FakeClient implements HubClient {
+  readonly methods = new Map<string, MethodCall>();
+  readonly patches: Record<string, unknown>[] = [];
+  private readonly dropListeners: (() => void)[] = [];
+  closed = false;
+
+  constructor(private readonly script: Script) {}
+  onMethod(name: string, call: MethodCall): void {
+    this.methods.set(name, call);
+  }
+  onDisconnect(listener: () => void): void {
+    this.dropListeners.push(listener);
+  }
+  onError(): void {}
+  open(): Promise<void> {
+    return this.script.open?.() ?? Promise.resolve();
+  }
+  getTwin(): Promise<HubTwin> {
+    return (
+      this.script.getTwin?.() ??
+      Promise.resolve({
+        updateReported: (patch: Record<string, unknown>) => {
+          this.patches.push(patch);
+          return this.script.updateReported?.(patch) ?? Promise.resolve();
+        },
+      })
+    );
+  }
+  close(): Promise<void> {
+    this.closed = true;
+    return this.script.close?.() ?? Promise.resolve();
+  }
+  /** The network drops the connection. */
+  drop(): void {
+    for (const listener of this.dropListeners) listener();
+  }
+}
+
+/** A factory whose n-th client follows scripts[n] (the last script repeats). */
+function fakes(...scripts: Script[]): { factory: HubClientFactory; clients: FakeClient[] } {
+  const clients: FakeClient[] = [];
+  const factory = () => {
+    const client = new FakeClient(scripts[Math.min(clients.length, scripts.length - 1)] ?? {});
+    clients.push(client);
+    return client;
+  };
+  return { factory, clients };
+}
+
+const links: HubLink[] = [];
+
+function fastLink(factory: HubClientFactory, options: Partial<HubLinkOptions> = {}): { link: HubLink; twinReads: () => number } {
+  let reads = 0;
+  const link = new HubLink({
+    connectionString: 'unused by fakes',
+    logger,
+    waitForPlausibleClock: async () => undefined,
+    clientFactory: factory,
+    openTimeoutMs: 200,
+    twinTimeoutMs: 100,
+    maxBackoffMs: 20,
+    closeWaitMs: 100,
+    ...options,
+  });
+  link.on('twinRead', () => reads++);
+  links.push(link);
+  return { link, twinReads: () => reads };
+}
+
+/** A fast link over fakes following `scripts`, started, once it has read the twin. */
+async function connectedLink(scripts: Script[], methods: Record<string, MethodHandler> = {}) {
+  const { factory, clients } = fakes(...scripts);
+  const { link, twinReads } = fastLink(factory);
+  link.handleMethods(methods);
+  link.start();
+  await eventually(() => twinReads() === 1, 2000, 'the twin to be read');
+  return { link, clients, twinReads };
+}
+
+describe('HubLink with a fake client', () => {
+  afterEach(async () => {
+    await Promise.all(links.splice(0).map((l) => l.stop()));
+  });
+
+  it('retries a first open that fails, and reads the twin', async () => {
+    const { link, clients } = await connectedLink([{ open: () => Promise.reject(new Error('ECONNREFUSED')) }, {}]);
+    expect(link.connected).toBe(true);
+    expect(clients).toHaveLength(2);
+    expect(clients[0].closed, 'the failed client is closed').toBe(true);
+  });
+
+  it('retries an open that never answers', async () => {
+    const { clients } = await connectedLink([{ open: never }, {}]);
+    expect(clients).toHaveLength(2);
+  });
+
+  it('reconnects with a new client after the connection drops', async () => {
+    const { link, clients, twinReads } = await connectedLink([{}]);
+    clients[0].drop();
+    expect(link.connected).toBe(false);
+    await eventually(() => twinReads() === 2, 2000, 'the twin read after the reconnect');
+    expect(clients).toHaveLength(2);
+    expect(clients[0].closed).toBe(true);
+    // A late event from the discarded client changes nothing.
+    clients[0].drop();
+    await new Promise((r) => setTimeout(r, 60));
+    expect(link.connected).toBe(true);
+    expect(clients).toHaveLength(2);
+  });
+
+  it('rebuilds the client when the twin request is never answered', async () => {
+    const { clients } = await connectedLink([{ getTwin: never }, {}]);
+    expect(clients).toHaveLength(2);
+    expect(clients[0].closed).toBe(true);
+  });
+
+  it('answers updateReported: true when acknowledged, false when refused or down, false and a rebuilt link on a timeout', async () => {
+    let mode: 'ack' | 'refuse' | 'hang' = 'ack';
+    const updateReported = () => (mode === 'ack' ? Promise.resolve() : mode === 'refuse' ? Promise.reject(new Error('400')) : never<void>());
+    const { factory, clients } = fakes({ updateReported });
+    const { link, twinReads } = fastLink(factory);
+    expect(await link.updateReported({ a: 1 })).toBe(false); // not started: down
+    link.start();
+    await eventually(() => twinReads() === 1, 2000, 'the twin read');
+    expect(await link.updateReported({ a: 2 })).toBe(true);
+    mode = 'refuse';
+    expect(await link.updateReported({ a: 3 })).toBe(false);
+    expect(clients).toHaveLength(1); // a refusal is an answer: the link stays
+    mode = 'hang';
+    const started = Date.now();
+    expect(await link.updateReported({ a: 4 }, 50)).toBe(false);
+    expect(Date.now() - started).toBeLessThan(500);
+    await eventually(() => twinReads() === 2, 2000, 'the rebuilt link');
+    expect(clients).toHaveLength(2);
+    expect(clients[0].patches).toEqual([{ a: 2 }, { a: 3 }, { a: 4 }]);
+  });
+
+  it('routes direct methods to their handlers and answers 500 when a handler throws', async () => {
+    const { clients } = await connectedLink([{}], {
+      echo: async (payload) => ({ status: 200, payload: { got: payload } }),
+      broken: async () => {
+        throw new Error('boom');
+      },
+    });
+    const call = (name: string, payload: unknown) =>
+      new Promise<[number, unknown]>((resolve) => clients[0].methods.get(name)!(payload, async (status, body) => resolve([status, body])));
+    expect(await call('echo', 7)).toEqual([200, { got: 7 }]);
+    expect(await call('broken', null)).toEqual([500, { message: 'internal error: boom' }]);
+  });
+
+  it('stop() resolves within about a second while the open hangs and close never settles, and nothing reconnects', async () => {
+    const { factory, clients } = fakes({ open: never, close: never });
+    const { link } = fastLink(factory, { openTimeoutMs: 30_000, closeWaitMs: undefined });
+    link.start();
+    await eventually(() => clients.length === 1, 1000, 'the first client');
+    const started = Date.now();
+    await link.stop();
+    const elapsed = Date.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(900); // the default wait for a clean close, no more
+    expect(elapsed).toBeLessThan(1300);
+    expect(clients[0].closed).toBe(true);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(clients).toHaveLength(1);
+  });
+
+  it('stop() aborts the clock wait: no client is ever built', async () => {
+    const { factory, clients } = fakes({});
+    let seen: AbortSignal | undefined;
+    const { link } = fastLink(factory, {
+      waitForPlausibleClock: (signal) => {
+        seen = signal;
+        return new Promise((_, fail) => signal.addEventListener('abort', () => fail(signal.reason)));
+      },
+    });
+    link.start();
+    const started = Date.now();
+    await link.stop();
+    expect(Date.now() - started).toBeLessThan(100);
+    expect(seen?.aborted).toBe(true);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(clients).toHaveLength(0);
+  });
+
+  it('stop() while connected closes the client', async () => {
+    const { link, clients } = await connectedLink([{}]);
+    await link.stop();
+    expect(link.connected).toBe(false);
+    expect(clients[0].closed).toBe(true);
+    expect(await link.updateReported({ late: true })).toBe(false);
+  });
+});
+
+/** A loopback HTTP CONNECT proxy that records each tunnel it opens. */
+async function startConnectProxy(): Promise<{ url: string; tunnels: string[]; close(): Promise<void> }> {
+  const tunnels: string[] = [];
+  const sockets = new Set<Socket>();
+  const server: Server = createHttpServer((_req, res) => res.writeHead(405).end());
+  server.on('connect', (req, client: Socket, head: Buffer) => {
+    tunnels.push(req.url ?? '');
+    sockets.add(client);
+    const target = new URL(`http://${req.url}`);
+    const upstream = netConnect(Number(target.port), target.hostname === 'localhost' ? '127.0.0.1' : target.hostname, () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length > 0) upstream.write(head);
+      upstream.pipe(client);
+      client.pipe(upstream);
+    });
+    sockets.add(upstream);
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    tunnels,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+describe('HubLink with the device SDK against the emulator', () => {
+  const suite = hubForSuite();
+  afterAll(async () => {
+    await Promise.all(links.splice(0).map((l) => l.stop()));
+  });
+
+  it('connects over MQTT over WebSockets through an HTTP CONNECT proxy: twin, reported properties, a direct method', async () => {
+    const proxy = await startConnectProxy();
+    try {
+      // Over WebSockets the emulator is reached on its HTTPS port, as IoT Hub on 443.
+      const cs = (await addDevice(suite.dir, 'link-ws')).replace(`:${suite.hub.info.mqttPort};`, `:${suite.hub.info.httpsPort};`);
+      let reads = 0;
+      const link = new HubLink({ connectionString: cs, ca: suite.ca, transport: 'mqtt-ws', proxy: proxy.url, logger, waitForPlausibleClock: async () => undefined });
+      links.push(link);
+      link.handleMethods({ firmwareUpdate: async (payload) => ({ status: 200, payload: { got: payload } }) });
+      link.on('twinRead', () => reads++);
+      link.start();
+      await eventually(() => reads === 1, 10_000, 'the twin read over wss');
+      expect(proxy.tunnels).toEqual([`localhost:${suite.hub.info.httpsPort}`]);
+      expect(await link.updateReported({ through: 'proxy' })).toBe(true);
+      const { responseBody } = await serviceRegistry(suite.hub.info).getTwin('link-ws');
+      expect(responseBody.properties.reported.through).toBe('proxy');
+      const { result } = await serviceClient(suite.hub.info).invokeDeviceMethod('link-ws', { methodName: 'firmwareUpdate', payload: { v: 1 }, responseTimeoutInSeconds: 10 });
+      expect(result).toEqual({ status: 200, payload: { got: { v: 1 } } });
+      const started = Date.now();
+      await link.stop();
+      expect(Date.now() - started).toBeLessThan(1200);
+      await eventually(() => !suite.hub.connectedDevices().includes('link-ws'), 3000, 'the device to disconnect');
+    } finally {
+      await proxy.close();
+    }
+  }, 30_000);
+
+  it('stop() stays bounded with the real SDK in the middle of a TLS handshake that never completes', async () => {
+    // A TCP listener that accepts and never speaks: the TLS handshake, and so the SDK's open and close, hang.
+    const held = new Set<Socket>();
+    const silent = createNetServer((s) => held.add(s));
+    silent.listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    try {
+      const key = /SharedAccessKey=([^;]+)/.exec(await addDevice(suite.dir, 'link-stuck'))![1];
+      const cs = `HostName=127.0.0.1:${(silent.address() as AddressInfo).port};DeviceId=link-stuck;SharedAccessKey=${key}`;
+      const link = new HubLink({ connectionString: cs, ca: suite.ca, logger, waitForPlausibleClock: async () => undefined });
+      links.push(link);
+      link.start();
+      await eventually(() => held.size === 1, 5000, 'the SDK to connect');
+      const started = Date.now();
+      await within(link.stop(), 3000, 'stop()');
+      expect(Date.now() - started).toBeLessThan(1300);
+    } finally {
+      for (const s of held) s.destroy();
+      await new Promise((r) => silent.close(r));
+    }
+  }, 15_000);
+});
