@@ -66,7 +66,8 @@ function checkUri(raw: string): string {
   try {
     url = new URL(uri);
   } catch {
-    throw new PayloadError(`fwPackageUri '${uri}' is not a URL`);
+    // Shown escaped and cut short: the answer and the log get neither control characters nor 2 KiB of junk.
+    throw new PayloadError(`fwPackageUri ${describe(uri)} is not a URL`);
   }
   if (url.protocol !== 'https:') throw new PayloadError(`fwPackageUri must be an https:// URL, got ${url.protocol}//`);
   if (url.username || url.password) throw new PayloadError('fwPackageUri must not carry a user name or password');

@@ -40,6 +40,12 @@ describe('firmwareUpdate payload', () => {
     expect(refusal(payload).message).toContain(message);
   });
 
+  it('shows a URI that is not a URL escaped and cut short', () => {
+    const message = refusal({ fwPackageUri: `x\u0000${'\ny'.repeat(1000)}` }).message;
+    expect(message).toMatch(/^fwPackageUri "x\\u0000(\\ny)+\\?n?…" is not a URL$/);
+    expect(message.length).toBeLessThan(200);
+  });
+
   describe('version: the bundle manifest\'s rule', () => {
     it.each(['1.0.1', '2026.11.3', '1.4.0-rc.1+build7', '1.0~beta', 'v2', 'A', 'a'.repeat(64)])('accepts %j', (version) => {
       expect(parseFirmwareUpdateRequest({ fwPackageUri: 'https://h/f', version }).version).toBe(version);
