@@ -206,7 +206,7 @@ describe('TLS: trust and names', () => {
     other = await startTestFileServer();
     other.add('f.bin', join(dir, 'f.bin'));
     // Listening on 127.0.0.2, a name its certificate (localhost, 127.0.0.1, ::1) does not carry.
-    mismatch = await startTestFileServer({ host: '127.0.0.2' });
+    mismatch = await startTestFileServer({ host: '127.0.0.2', tlsDir: server.tlsDir });
     mismatch.add('f.bin', join(dir, 'f.bin'));
   });
   afterAll(async () => {

@@ -55,6 +55,11 @@ export interface TestFileServerOptions {
    * as 127.0.0.2) gives a server whose certificate does not match the URL's host.
    */
   host?: string;
+  /**
+   * Reuse the CA and certificate of another server (its `tlsDir`) instead of making new ones: saves
+   * the key generation when a test needs the same trust on a second address.
+   */
+  tlsDir?: string;
 }
 
 export interface TestFileServer {
@@ -62,6 +67,8 @@ export interface TestFileServer {
   /** The CA (PEM, and a file) that signed the server's certificate. Each server has its own CA. */
   ca: string;
   caFile: string;
+  /** Where the CA and the certificate live (for `tlsDir` of another server). */
+  tlsDir: string;
   port: number;
   /** Serve a local file under /name. */
   add(name: string, path: string): void;
@@ -76,7 +83,8 @@ export interface TestFileServer {
 /** A real HTTPS file server on loopback with Range, If-Range, validators and injectable faults, for tests. */
 export async function startTestFileServer(options: TestFileServerOptions = {}): Promise<TestFileServer> {
   // The emulator's own certificate maker: a throwaway CA and a server certificate for localhost.
-  const tls = await ensureCertificates(await mkdtemp(join(tmpdir(), 'piota-test-tls-')), 'localhost');
+  const tlsDir = options.tlsDir ?? (await mkdtemp(join(tmpdir(), 'piota-test-tls-')));
+  const tls = await ensureCertificates(tlsDir, 'localhost');
   const files = new Map<string, string>();
   const faults: FileServerFaults = {};
   const requests: TestFileServer['requests'] = [];
@@ -150,6 +158,7 @@ export async function startTestFileServer(options: TestFileServerOptions = {}): 
     url: (name) => `https://${urlHost}:${port}/${encodeURIComponent(name)}`,
     ca: tls.caPem,
     caFile: tls.caFile,
+    tlsDir,
     port,
     add: (name, path) => files.set(name, path),
     etagOf: (name) => etagOfPath(files.get(name) ?? ''),
