@@ -108,6 +108,10 @@ export async function openDownload(req: DownloadRequest): Promise<DownloadRespon
     return err;
   };
   const { status } = response;
+  if (status === 416 && start > 0) {
+    // The file is now shorter than the position a resume asks for: it is another file.
+    throw abandon(new DownloadError('fileChanged', `the file at ${where} is now shorter than byte ${start} (HTTP 416, Content-Range '${response.headers['content-range'] ?? ''}'); start again from byte 0`, true));
+  }
   if (status !== 200 && status !== 206) {
     const transient = status === 429 || status >= 500;
     throw abandon(new DownloadError('httpError', `${url.host} answered HTTP ${status} for ${url.pathname}`, transient));

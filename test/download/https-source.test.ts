@@ -191,6 +191,12 @@ describe('If-Range: a file replaced on the server during a resume', () => {
     expect((err as Error).message).toContain(`now has ${content.length} bytes, not ${content.length + 1}`);
   });
 
+  it('a resume past the end of the file on the server (HTTP 416) is fileChanged', async () => {
+    const err = await openDownload({ url: server.url('f.bin'), ca: server.ca, start: content.length + 10 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'fileChanged', transient: true });
+    expect((err as Error).message).toContain(`shorter than byte ${content.length + 10} (HTTP 416, Content-Range 'bytes */${content.length}')`);
+  });
+
   it('refuses bad options with a message that names them', async () => {
     await expect(openDownload({ url: server.url('f.bin'), start: -1 })).rejects.toThrow(/start must be a whole number >= 0, got -1/);
     await expect(openDownload({ url: server.url('f.bin'), ifRange: '"a"\r\nX: y', start: 1 })).rejects.toThrow(/ifRange/);

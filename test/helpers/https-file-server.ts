@@ -135,6 +135,11 @@ export async function startTestFileServer(options: TestFileServerOptions = {}): 
     if (ranged) {
       start = Number(m[1]);
       end = m[2] ? Math.min(Number(m[2]), size - 1) : size - 1;
+      if (start >= size) {
+        // As real servers do: a range past the end cannot be satisfied.
+        res.writeHead(416, { 'Content-Range': `bytes */${size}` }).end();
+        return;
+      }
     }
     const out: Record<string, string | number> = { 'Content-Type': 'application/octet-stream', 'Accept-Ranges': 'bytes' };
     const length = end - start + 1;
