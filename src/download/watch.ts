@@ -68,6 +68,9 @@ export class DownloadWatch {
   watch(stream: Readable, expectedLength: number | null): AsyncIterable<Buffer> {
     this.stream = stream;
     this.expected = expectedLength;
+    // A limit can trip before the caller starts reading: the error then waits in the stream for the
+    // iterator, instead of being emitted to no listener (which would crash the process).
+    stream.on('error', () => undefined);
     const { idleTimeoutMs, minSpeed } = this.limits;
     const tick = Math.min(1000, Math.max(10, Math.min(idleTimeoutMs, minSpeed?.windowMs ?? Infinity) / 4));
     this.samples = [{ clock: 0, bytes: 0 }];

@@ -46,6 +46,13 @@ describe('download limits', () => {
     expect(Date.now() - began).toBeLessThan(1500);
   });
 
+  it('a limit that trips before the caller reads ends the body with it when the caller does', async () => {
+    server.faults.bytesPerSecond = 20_000;
+    const r = await openDownload({ url: server.url('f.bin'), ca: server.ca, deadlineMs: 150 });
+    await sleep(400);
+    await expect(drain(r.body)).rejects.toMatchObject({ code: 'deadlineExceeded' });
+  });
+
   it('deadlineMs also covers a server that is slow to answer at all', async () => {
     server.faults.delayHeadersMs = 2000;
     const began = Date.now();
