@@ -1,11 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
+import { SLOTS, type Slot } from '../boot/backend.js';
 import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from '../bundle/format.js';
 import { MaintenanceSchedule, WindowScheduleError } from './maintenance-window.js';
 import { TIMESYNC_FLAG } from './clock.js';
 
-export type SlotName = 'A' | 'B';
-export const SLOT_NAMES: readonly SlotName[] = ['A', 'B'];
 
 /** A partition name of a slot ('boot', 'rootfs') mapped to its device or file. */
 export type SlotPartitions = Record<string, string>;
@@ -13,7 +12,7 @@ export type SlotPartitions = Record<string, string>;
 export interface TrybootConfig {
   backend: 'tryboot';
   autobootFile: string;
-  bootPartitions: Record<SlotName, number>;
+  bootPartitions: Record<Slot, number>;
   deviceTreeDir: string;
   rebootCommand: string[];
   trybootCommand: string[];
@@ -63,7 +62,7 @@ export interface DaemonConfig {
   allowPlainImages: boolean;
   hubCaFile: string | null;
   downloadCaFile: string | null;
-  slots: Record<SlotName, SlotPartitions>;
+  slots: Record<Slot, SlotPartitions>;
   boot: TrybootConfig;
   trialTimeoutSeconds: number;
   /** How long a requested reboot may take before it counts as failed. */
@@ -172,7 +171,7 @@ export function validateConfig(raw: unknown): DaemonConfig {
 }
 
 function checkStateDirOutsideSlots(config: DaemonConfig): void {
-  for (const slot of SLOT_NAMES) {
+  for (const slot of SLOTS) {
     for (const [part, path] of Object.entries(config.slots[slot])) {
       if (config.stateDir === path || config.stateDir.startsWith(path + '/')) {
         throw new ConfigError(`stateDir ${config.stateDir} lies inside slot ${slot} ${part} (${path}); it must be on a partition both slots share`);
@@ -181,14 +180,14 @@ function checkStateDirOutsideSlots(config: DaemonConfig): void {
   }
 }
 
-function slots(v: unknown): Record<SlotName, SlotPartitions> {
+function slots(v: unknown): Record<Slot, SlotPartitions> {
   const o = object(v, 'slots');
-  const result = {} as Record<SlotName, SlotPartitions>;
+  const result = {} as Record<Slot, SlotPartitions>;
   for (const key of Object.keys(o)) {
     if (key !== 'A' && key !== 'B') throw new ConfigError(`slots: unknown slot '${key}' (expected A and B)`);
   }
   const seen = new Map<string, string>();
-  for (const slot of SLOT_NAMES) {
+  for (const slot of SLOTS) {
     const parts = object(o[slot], `slots.${slot}`);
     if (Object.keys(parts).length === 0) throw new ConfigError(`slots.${slot}: names no partition (e.g. {"rootfs": "/dev/mmcblk0p5"})`);
     result[slot] = {};

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { TrybootBackend } from '../boot/tryboot.js';
 import { openDownload } from '../download/https-source.js';
 import { hashPartition, openPartitionForWrite, partitionSize } from '../slots/index.js';
-import { notifyReady, notifyStopping, startWatchdogPings } from '../os/systemd-notify.js';
+import { notifyReady, notifyStatus, notifyStopping, startWatchdogPings } from '../os/systemd-notify.js';
 import { applyWindowGate } from './apply-window.js';
 import { ClockFloor } from './clock-floor.js';
 import { systemClock, type Clock } from './clock.js';
@@ -13,7 +13,7 @@ import { ConnectionStringError, parseDeviceConnectionString } from './connection
 import { HubLink } from './hub-link.js';
 import { Inventory } from './inventory.js';
 import { methodHandlers } from './method-handlers.js';
-import type { BootControl, SlotStorage } from './ports.js';
+import type { BootBackend, SlotStorage } from './ports.js';
 import { reportedProperties } from './reported-properties.js';
 import { ReportedSync } from './reported-sync.js';
 import { SecurityFloor } from './security-floor.js';
@@ -41,7 +41,7 @@ export interface RunningDaemon {
 /** The machine, as the daemon meets it; tests replace parts (a fake clock, a boot firmware stub). */
 export interface DaemonEnvironment {
   clock?: Clock;
-  boot?: BootControl;
+  boot?: BootBackend;
   storage?: SlotStorage;
   http?: HttpSource;
 }
@@ -135,10 +135,16 @@ async function startHoldingLock(
   let hubReachedResolve!: () => void;
   const hubReached = new Promise<void>((r) => (hubReachedResolve = r));
   const save = () => store.save(state);
+  const statusChanged = () => {
+    sync.statusChanged();
+    // `systemctl status piota` shows where the update is.
+    const u = state.update;
+    void notifyStatus(u ? `update ${u.updateId}: ${u.phase}${u.error ? ` (${u.error.code})` : ''}` : 'idle').catch(() => undefined);
+  };
   const runner = new UpdateRunner({
     state,
     save,
-    statusChanged: () => sync.statusChanged(),
+    statusChanged,
     refreshInventory: () => inventory.refresh(),
     logger,
     settings: { config, trustedKeys, downloadCa },
@@ -161,7 +167,7 @@ async function startHoldingLock(
       state,
       bootedSlot: inventory.bootedSlot,
       save: (next) => store.save(next),
-      statusChanged: () => sync.statusChanged(),
+      statusChanged,
       flushReports: (ms) => sync.flush(ms),
       runner,
       logger,

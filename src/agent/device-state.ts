@@ -1,4 +1,4 @@
-import type { SlotName } from './config.js';
+import type { Slot } from '../boot/backend.js';
 import { isPhase, reportedStatus, type Phase, type ReportedStatus, type UpdateTimestamp } from './workflow/spec.js';
 
 export type { Phase, ReportedStatus } from './workflow/spec.js';
@@ -37,8 +37,8 @@ export interface UpdateRecord {
    * phase can still tell how far the update got (docs/update-workflow.md, "State compatibility").
    */
   status?: ReportedStatus;
-  fromSlot: SlotName;
-  targetSlot: SlotName;
+  fromSlot: Slot;
+  targetSlot: Slot;
   bundle: BundleSummary | null;
   /** Chunks [0, nextChunk) are verified, written and synced to the target slot. */
   nextChunk: number;
@@ -70,7 +70,7 @@ export interface StateRecovery {
 }
 
 export interface DeviceState {
-  slots: Record<SlotName, SlotRecord | null>;
+  slots: Record<Slot, SlotRecord | null>;
   update: UpdateRecord | null;
   /** The plausible-clock floor (ms): the newest time with evidence behind it (see clock-floor.ts). */
   newestTimestamp: number;

@@ -6,7 +6,7 @@ import { DownloadError } from '../download/errors.js';
 import type { DownloadRequest, DownloadResponse } from '../download/https-source.js';
 import type { SlotPartitions } from './config.js';
 import type { BundleSummary, UpdateRecord } from './device-state.js';
-import type { PartitionWriter, SlotStorage } from './ports.js';
+import type { SlotWriter, SlotStorage } from './ports.js';
 import type { HttpSource } from './workflow/context.js';
 import { UpdateFailure } from './workflow/update-errors.js';
 import { writePlainImage } from './plain-image.js';
@@ -41,7 +41,7 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
   const resumeAt = update.pinnedSha256 ? 0 : update.nextChunk;
   let first: DownloadResponse | undefined;
   let second: DownloadResponse | undefined;
-  const writers = new Map<string, PartitionWriter>();
+  const writers = new Map<string, SlotWriter>();
   try {
     first = await deps.open({ ...deps.request, url: update.fwPackageUri, start: 0, signal: deps.signal });
     const { head, stream } = await peek(first.body, MAGIC.length);
@@ -154,7 +154,8 @@ function checkVersion(update: UpdateRecord, summary: BundleSummary): void {
 
 async function checkPartitions(summary: BundleSummary, deps: DownloadDeps): Promise<void> {
   for (const p of summary.payloads) {
-    const path = deps.targetPartitions[p.name];
+    // hasOwn: a payload named like an Object property ('constructor') is no partition of this device.
+    const path = Object.hasOwn(deps.targetPartitions, p.name) ? deps.targetPartitions[p.name] : undefined;
     if (!path) {
       const known = Object.keys(deps.targetPartitions).join(', ');
       throw new UpdateFailure('incompatible', `the bundle carries a '${p.name}' payload, but this device's slots have only ${known}`);

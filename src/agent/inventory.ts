@@ -1,13 +1,14 @@
 import { readFile } from 'node:fs/promises';
-import type { DaemonConfig, SlotName } from './config.js';
+import type { Slot } from '../boot/backend.js';
+import type { DaemonConfig } from './config.js';
 import type { DeviceState } from './device-state.js';
-import type { BootControl } from './ports.js';
+import type { BootBackend } from './ports.js';
 
 /**
  * The version running now: the booted slot's record (written when piota installed it); before piota
  * has installed anything there, the first line of the config's versionFile, else initialVersion.
  */
-export async function runningVersion(config: DaemonConfig, state: DeviceState, booted: SlotName): Promise<string> {
+export async function runningVersion(config: DaemonConfig, state: DeviceState, booted: Slot): Promise<string> {
   const record = state.slots[booted];
   if (record) return record.version;
   if (config.versionFile) {
@@ -24,21 +25,21 @@ export async function runningVersion(config: DaemonConfig, state: DeviceState, b
 /** What the daemon reports about the device besides the update: the boot facts and the running version. */
 export class Inventory {
   private constructor(
-    readonly bootedSlot: SlotName,
-    private committed: SlotName,
+    readonly bootedSlot: Slot,
+    private committed: Slot,
     readonly trialBoot: boolean,
     private version: string,
-    private readonly boot: BootControl,
+    private readonly boot: BootBackend,
     private readonly config: DaemonConfig,
     private readonly state: DeviceState,
   ) {}
 
-  static async read(boot: BootControl, config: DaemonConfig, state: DeviceState): Promise<Inventory> {
+  static async read(boot: BootBackend, config: DaemonConfig, state: DeviceState): Promise<Inventory> {
     const booted = await boot.bootedSlot();
     return new Inventory(booted, await boot.committedSlot(), await boot.isTrialBoot(), await runningVersion(config, state, booted), boot, config, state);
   }
 
-  get committedSlot(): SlotName {
+  get committedSlot(): Slot {
     return this.committed;
   }
 

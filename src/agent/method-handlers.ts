@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { SlotName } from './config.js';
+import type { Slot } from '../boot/backend.js';
 import { isTerminal, reportedStatus, type DeviceState, type UpdateRecord } from './device-state.js';
 import { parseFirmwareUpdateRequest, PayloadError } from './firmware-update-request.js';
 import type { MethodAnswer } from './hub-link.js';
@@ -15,7 +15,7 @@ export interface UpdateDriver {
 
 export interface MethodDeps {
   state: DeviceState;
-  bootedSlot: SlotName;
+  bootedSlot: Slot;
   /** Persists `state` (a new picture; the live state changes only once this resolved). */
   save(state: DeviceState): Promise<void>;
   statusChanged(): void;
@@ -60,7 +60,7 @@ async function firmwareUpdate(deps: MethodDeps, payload: unknown): Promise<Metho
       },
     };
   }
-  const targetSlot: SlotName = deps.bootedSlot === 'A' ? 'B' : 'A';
+  const targetSlot: Slot = deps.bootedSlot === 'A' ? 'B' : 'A';
   const update: UpdateRecord = {
     updateId: randomUUID(),
     fwPackageUri: request.fwPackageUri,

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { BundleSummary, UpdateRecord } from './device-state.js';
-import type { PartitionWriter, SlotStorage } from './ports.js';
+import type { SlotWriter, SlotStorage } from './ports.js';
 import { UpdateFailure } from './workflow/update-errors.js';
 
 /** The partition a plain image goes to: a plain image is one partition's whole content. */
@@ -49,7 +49,7 @@ export async function writePlainImage(
   await deps.checkpoint(update);
 
   const hash = createHash('sha256');
-  let writer: PartitionWriter | undefined;
+  let writer: SlotWriter | undefined;
   try {
     writer = await deps.storage.openForWrite(path);
     let offset = 0;

@@ -1,4 +1,4 @@
-import type { SlotName } from './config.js';
+import type { Slot } from '../boot/backend.js';
 import type { ClockDecision } from './clock-floor.js';
 import { reportedStatus, targetVersion, updateProgress, type DeviceState } from './device-state.js';
 import { redactUri } from './redact-uri.js';
@@ -7,8 +7,8 @@ import { redactUri } from './redact-uri.js';
 export interface InventoryFacts {
   agentVersion: string;
   model: string;
-  bootedSlot: SlotName;
-  committedSlot: SlotName;
+  bootedSlot: Slot;
+  committedSlot: Slot;
   runningVersion: string;
   /** When the maintenance window next opens, if the update waits for it. */
   applyAt: string | null;
@@ -45,7 +45,7 @@ export function reportedProperties(state: DeviceState, facts: InventoryFacts): R
   };
 }
 
-function slotSection(state: DeviceState, slot: SlotName) {
+function slotSection(state: DeviceState, slot: Slot) {
   const r = state.slots[slot];
   return r ? { version: r.version, sha256: r.sha256, installedAt: r.installedAt } : { version: null, sha256: null, installedAt: null };
 }

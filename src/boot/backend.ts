@@ -7,10 +7,6 @@ export function inactiveSlot(booted: Slot): Slot {
   return booted === 'A' ? 'B' : 'A';
 }
 
-export function isSlot(value: unknown): value is Slot {
-  return value === 'A' || value === 'B';
-}
-
 /** A boot configuration or boot state that cannot be used: names the file or command and what is wrong. */
 export class BootError extends Error {
   override name = 'BootError';

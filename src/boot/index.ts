@@ -1,4 +1,4 @@
-export { BootError, SLOTS, inactiveSlot, isSlot, type Slot, type BootBackend } from './backend.js';
+export { BootError, SLOTS, inactiveSlot, type Slot, type BootBackend } from './backend.js';
 export { parseAutoboot, serializeAutoboot, AUTOBOOT_LENGTH, type AutobootConfig } from './autoboot.js';
 export { readAutoboot, writeAutoboot } from './autoboot-file.js';
 export { readBootloaderValue, encodeBootloaderValue } from './device-tree.js';

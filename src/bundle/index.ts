@@ -5,7 +5,7 @@ export { createBundle, type CreateBundleOptions, type CreatedBundle } from './cr
 export { signBundle, type SignedBundle } from './sign.js';
 export { readBundleFileHeader, type BundleFileHeader } from './inspect.js';
 export {
-  readHeader,
+  verifyHeader,
   readVerifiedHeader,
   verifyChunks,
   type DeviceTrust,

@@ -103,7 +103,7 @@ function truncatedHeader(at: number, wanted: number): BundleError {
  * Reads the header from the start of a bundle and checks it against `policy`. Nothing but the
  * preamble and the signature area is interpreted before a trusted signature holds over the manifest.
  */
-export async function readHeader(source: AsyncIterable<Uint8Array>, policy: VerifyPolicy): Promise<VerifiedHeader> {
+export async function verifyHeader(source: AsyncIterable<Uint8Array>, policy: VerifyPolicy): Promise<VerifiedHeader> {
   const trusted = trustedKeysOf(policy.trustedKeys);
   const reader = new ByteReader(source);
   try {
@@ -154,7 +154,7 @@ export async function readVerifiedHeader(source: AsyncIterable<Uint8Array>, trus
   if (!Number.isSafeInteger(trust.securityVersion) || trust.securityVersion < 0) {
     throw new BundleError('invalidArgument', `DeviceTrust.securityVersion must be a whole number >= 0, got ${trust.securityVersion}`);
   }
-  return readHeader(source, trust);
+  return verifyHeader(source, trust);
 }
 
 async function expand(stored: Buffer, chunk: ChunkInfo): Promise<Buffer> {

@@ -1,7 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { BundleError } from './errors.js';
-import { readHeader, verifyChunks, type VerifiedHeader, type VerifyPolicy } from './verifier.js';
+import { verifyHeader, verifyChunks, type VerifiedHeader, type VerifyPolicy } from './verifier.js';
 
 /**
  * Everything `piota bundle verify` checks, over a bundle file: the header against `policy`, every
@@ -9,7 +9,7 @@ import { readHeader, verifyChunks, type VerifiedHeader, type VerifyPolicy } from
  * a faulty bundle creator; a device relies on the chunk hashes, which imply it).
  */
 export async function verifyBundleFile(path: string, policy: VerifyPolicy): Promise<VerifiedHeader> {
-  const header = await readHeader(createReadStream(path), policy);
+  const header = await verifyHeader(createReadStream(path), policy);
   const hashes = new Map<string, Hash>(header.manifest.payloads.map((p) => [p.name, createHash('sha256')]));
   for await (const chunk of verifyChunks(header, header.rest)) hashes.get(chunk.payload)!.update(chunk.data);
   for (const p of header.manifest.payloads) {

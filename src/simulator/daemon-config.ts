@@ -39,7 +39,7 @@ export function simulatorRebootCommands(dir: string): { rebootCommand: string[];
   return { rebootCommand, trybootCommand: [...rebootCommand, '--tryboot'] };
 }
 
-/** hub.json's CA file (DESIGN.md: `{serviceConnectionString, caFile, host, mqttPort, httpsPort}`), absolute. */
+/** hub.json's CA file (docs/hub-emulator.md: `{serviceConnectionString, caFile, host, mqttPort, httpsPort}`), absolute. */
 export async function hubCaFile(hubDir: string): Promise<string> {
   const path = join(hubDir, 'hub.json');
   let hub: unknown;

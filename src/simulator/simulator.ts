@@ -41,7 +41,7 @@ export interface SimulatorOptions {
   log?: (line: string) => void;
 }
 
-/** The contents of DIR/sim.json (DESIGN.md). */
+/** The contents of DIR/sim.json (docs/simulator.md). */
 export interface SimState {
   daemonPid: number | null;
   bootedSlot: Slot | null;

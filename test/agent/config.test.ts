@@ -17,7 +17,7 @@ describe('daemon config', () => {
   it('accepts config.example.json as shipped', () => {
     const c = validateConfig(example);
     expect(c.slots.B.rootfs).toBe('/dev/mmcblk0p6');
-    expect(c.boot.trybootCommand).toEqual(['systemctl', 'reboot', '0 tryboot']);
+    expect(c.boot.trybootCommand).toEqual(['systemctl', 'reboot', '--reboot-argument=0 tryboot']);
     expect(c.trialTimeoutSeconds).toBe(300);
   });
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { createBundle, type CreateBundleOptions } from '../../src/bundle/create.js';
 import { BundleError } from '../../src/bundle/errors.js';
 import { generateKeyPair, type GeneratedKeyPair } from '../../src/bundle/keys.js';
-import { readHeader, verifyChunks, type VerifiedChunk, type VerifyPolicy } from '../../src/bundle/verifier.js';
+import { verifyHeader, verifyChunks, type VerifiedChunk, type VerifyPolicy } from '../../src/bundle/verifier.js';
 
 /** Deterministic image bytes, half compressible text, half noise, so gzip has something to do. */
 export function imageBytes(size: number, seed = 1): Buffer {
@@ -91,7 +91,7 @@ export async function verifyAll(
 ): Promise<{ chunks: VerifiedChunk[]; error?: BundleError }> {
   const chunks: VerifiedChunk[] = [];
   try {
-    const header = await readHeader(pieces(bytes), policy);
+    const header = await verifyHeader(pieces(bytes), policy);
     for await (const c of verifyChunks(header, header.rest)) chunks.push(c);
     return { chunks };
   } catch (err) {

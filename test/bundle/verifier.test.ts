@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { BundleError } from '../../src/bundle/errors.js';
 import { MANIFEST_OFFSET, MAX_MANIFEST_LENGTH, PREAMBLE_LENGTH } from '../../src/bundle/format.js';
 import { generateKeyPair } from '../../src/bundle/keys.js';
-import { readHeader, readVerifiedHeader, verifyChunks, type VerifiedChunk } from '../../src/bundle/verifier.js';
+import { verifyHeader, readVerifiedHeader, verifyChunks, type VerifiedChunk } from '../../src/bundle/verifier.js';
 import { device, imageBytes, makeBundle, pieces, reassemble, verifyAll, workspace, type Made, type Workspace } from './fixtures.js';
 
 let ws: Workspace;
@@ -24,7 +24,7 @@ function flip(bytes: Buffer, at: number): Buffer {
 }
 
 async function headerOf(bytes: Buffer) {
-  const h = await readHeader(pieces(bytes), device(made.key));
+  const h = await verifyHeader(pieces(bytes), device(made.key));
   await h.rest.return();
   return h;
 }
@@ -63,7 +63,7 @@ describe('round trip', () => {
     const { chunks, error } = await verifyAll(plain.bytes, device(plain.key));
     expect(error).toBeUndefined();
     expect(reassemble(chunks, 'rootfs', rootfs.length).equals(rootfs)).toBe(true);
-    const h = await readHeader(pieces(plain.bytes), device(plain.key));
+    const h = await verifyHeader(pieces(plain.bytes), device(plain.key));
     await h.rest.return();
     expect(h.manifest.payloads[0]).toMatchObject({ compression: 'none', storedSize: rootfs.length });
     const gz = await headerOf(made.bytes);
@@ -181,11 +181,11 @@ describe('trust', () => {
     const newKey = generateKeyPair();
     const both = await makeBundle(ws, 'rotation', { rootfs }, { signingKeys: [oldKey.privateKeyPem, newKey.privateKeyPem] });
     for (const key of [oldKey, newKey]) {
-      const h = await readHeader(pieces(both.bytes), device(key));
+      const h = await verifyHeader(pieces(both.bytes), device(key));
       await h.rest.return();
       expect(h.keyId).toBe(key.keyId);
     }
-    const both2 = await readHeader(pieces(both.bytes), { ...device(oldKey), trustedKeys: [generateKeyPair().publicKeyPem, newKey.publicKeyPem] });
+    const both2 = await verifyHeader(pieces(both.bytes), { ...device(oldKey), trustedKeys: [generateKeyPair().publicKeyPem, newKey.publicKeyPem] });
     await both2.rest.return();
     expect(both2.keyId).toBe(newKey.keyId);
     expect((await verifyAll(both.bytes, device(generateKeyPair()))).error?.code).toBe('untrustedKey');

@@ -4,7 +4,7 @@ import type { DownloadRequest, DownloadResponse } from '../../download/https-sou
 import type { Clock } from '../clock.js';
 import type { DaemonConfig } from '../config.js';
 import type { DeviceState, UpdateRecord } from '../device-state.js';
-import type { BootControl, SlotStorage } from '../ports.js';
+import type { BootBackend, SlotStorage } from '../ports.js';
 import type { SecurityFloor } from '../security-floor.js';
 
 /** Opens an HTTPS download (src/download/https-source.ts in the daemon; a fake in unit tests). */
@@ -12,7 +12,7 @@ export type HttpSource = (request: DownloadRequest) => Promise<DownloadResponse>
 
 /** The outside world, as the workflow's work sees it: each part a small interface, faked in unit tests. */
 export interface WorkflowPorts {
-  boot: BootControl;
+  boot: BootBackend;
   storage: SlotStorage;
   http: HttpSource;
   clock: Clock;

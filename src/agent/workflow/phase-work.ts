@@ -1,6 +1,5 @@
 import { DownloadError } from '../../download/errors.js';
 import { retryDelayMs } from '../../download/retry-policy.js';
-import { downloadToSlot } from '../download-to-slot.js';
 import type { PhaseContext } from './context.js';
 import { deviceTrust } from './context.js';
 import type { PhaseOutcome } from './spec.js';
@@ -25,6 +24,9 @@ export async function downloading(ctx: PhaseContext): Promise<PhaseOutcome> {
     ctx.state.slots[ctx.update.targetSlot] = null;
     await ctx.save();
   }
+  // Loaded here, not at the top: the download stack (axios, the verifier) stays out of light commands
+  // such as `piota status`, which read the workflow table.
+  const { downloadToSlot } = await import('../download-to-slot.js');
   const retry = config.download.retry;
   for (let attempt = 1; ; attempt++) {
     try {

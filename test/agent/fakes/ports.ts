@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import type { Clock } from '../../../src/agent/clock.js';
 import { validateConfig, type DaemonConfig } from '../../../src/agent/config.js';
 import type { DeviceState, Phase, UpdateRecord } from '../../../src/agent/device-state.js';
-import type { PartitionWriter, SlotStorage } from '../../../src/agent/ports.js';
+import type { SlotWriter, SlotStorage } from '../../../src/agent/ports.js';
 import type { WorkflowPorts } from '../../../src/agent/workflow/context.js';
 import type { BootBackend, Slot } from '../../../src/boot/backend.js';
 
@@ -108,7 +108,7 @@ export class MemoryStorage implements SlotStorage {
   async partitionSize(path: string) {
     return this.get(path).length;
   }
-  async openForWrite(path: string): Promise<PartitionWriter> {
+  async openForWrite(path: string): Promise<SlotWriter> {
     if (this.openError) throw this.openError;
     const buf = this.get(path);
     this.opened.push(path);
@@ -116,7 +116,7 @@ export class MemoryStorage implements SlotStorage {
       size: buf.length,
       write: async (offset, data) => {
         if (offset + data.length > buf.length) throw new Error(`write past the end of ${path}`);
-        data.copy(buf, offset);
+        buf.set(data, offset);
       },
       sync: async () => undefined,
       close: async () => undefined,
