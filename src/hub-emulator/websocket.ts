@@ -91,6 +91,8 @@ export class WebSocketStream extends Duplex {
   /** Inside a fragmented binary message (continuation frames expected). */
   private fragmented = false;
   private closeSent = false;
+  /** The peer's close frame arrived: whatever follows it is not read. */
+  private peerClosed = false;
 
   constructor(
     private readonly socket: Socket,
@@ -106,7 +108,7 @@ export class WebSocketStream extends Duplex {
 
   private receive(chunk: Buffer): void {
     let i = 0;
-    while (i < chunk.length && !this.destroyed) {
+    while (i < chunk.length && !this.destroyed && !this.peerClosed) {
       if (this.left === undefined) {
         this.head.push(chunk[i++]);
         const problem = this.headerRead();
@@ -168,6 +170,7 @@ export class WebSocketStream extends Duplex {
       this.socket.write(frame(OP.pong, payload));
     } else if (this.opcode === OP.close) {
       // Echo the peer's status code (RFC 6455 5.5.1), then end as after any MQTT DISCONNECT.
+      this.peerClosed = true;
       this.sendClose(payload.length >= 2 ? frame(OP.close, payload.subarray(0, 2)) : closeFrame(1000));
       this.push(null);
     }

@@ -151,4 +151,12 @@ describe('MQTT over WebSockets on the HTTPS port', () => {
     expect(peer.data().subarray(0, 15)).toEqual(Buffer.concat([Buffer.from([0x8a, 13]), Buffer.from('are you there')]));
     socket!.destroy();
   });
+
+  it("echoes the peer's close code and hangs up", async () => {
+    const { socket } = await upgrade(suite, '/$iothub/websocket');
+    const peer = received(socket!);
+    socket!.write(clientFrame(0x8, Buffer.from([0x03, 0xe8])));
+    await within(peer.closed, 3000, 'the close');
+    expect(peer.data()).toEqual(Buffer.from([0x88, 0x02, 0x03, 0xe8]));
+  });
 });
