@@ -69,7 +69,7 @@ export class ClockFloor {
    * Waits (polling) until the clock is plausible, the system reports it synchronised, or `maxWaitMs`
    * passed. Rejects only when `signal` aborts.
    */
-  async waitForPlausible(options: { maxWaitMs: number; pollMs?: number; signal: AbortSignal }): Promise<ClockDecision> {
+  async waitForPlausible(options: { maxWaitMs: number; pollMs?: number; signal: AbortSignal; onWait?: (floor: string, observed: string) => void }): Promise<ClockDecision> {
     const poll = options.pollMs ?? 2000;
     const started = this.clock.monotonic();
     const floorAtWait = this.floor;
@@ -91,6 +91,7 @@ export class ClockFloor {
         };
         return this.lastDecision;
       }
+      if (!waited) options.onWait?.(new Date(floorAtWait).toISOString(), new Date(now).toISOString());
       waited = true;
       await this.clock.sleep(Math.min(poll, Math.max(1, options.maxWaitMs - elapsed)), options.signal);
     }

@@ -110,7 +110,12 @@ async function startHoldingLock(
     proxy: config.hub.proxy,
     logger,
     waitForPlausibleClock: async (signal) => {
-      const decision = await clockFloor.waitForPlausible({ maxWaitMs: config.clock.maxWaitSeconds * 1000, signal });
+      const decision = await clockFloor.waitForPlausible({
+        maxWaitMs: config.clock.maxWaitSeconds * 1000,
+        signal,
+        onWait: (floor, observed) =>
+          logger.warn({ floor, observed, maxWaitSeconds: config.clock.maxWaitSeconds }, 'the clock is behind the newest time this device has evidence for; waiting for time sync before connecting'),
+      });
       const level = decision.decision === 'plausible' ? 'debug' : 'warn';
       logger[level]({ ...decision }, `clock decision: ${decision.decision}`);
     },

@@ -57,6 +57,8 @@ Exit codes: 0 stopped by SIGTERM/SIGINT; 2 configuration error; 1 any other star
     process.once('SIGTERM', () => onSignal('SIGTERM'));
     process.once('SIGINT', () => onSignal('SIGINT'));
     await daemon.stopped;
-    return 0;
+    // Every part stopped within its bound; what the device SDK may still be closing in the background
+    // must not keep the process (and so systemd's shutdown or reboot) waiting.
+    process.exit(0);
   },
 };

@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPair } from '../../src/bundle/keys.js';
@@ -81,15 +81,61 @@ describe('piota daemon', () => {
     expect(JSON.parse(status.stdout)).toMatchObject({ bootedSlot: 'A', committedSlot: 'A', runningVersion: '0.0.0', update: null });
   });
 
-  it('keeps a state file from a newer piota and says so', async () => {
-    const state = join(dir, 'state-newer');
+  /** Starts the daemon on `stateDir`, waits for `ready` in its log, SIGTERMs it; returns the log and the ms from SIGTERM to exit. */
+  async function startThenStop(name: string, ready: string, extra: Record<string, unknown> = {}, prepare?: (stateDir: string) => Promise<void>) {
+    const state = join(dir, `state-${name}`);
     await mkdir(state, { recursive: true });
-    await writeFile(join(state, 'state.json'), JSON.stringify({ schema: 99, data: {} }));
-    await writeFile(join(state, 'connection-string'), 'HostName=h;DeviceId=d;SharedAccessKey=a2V5');
-    const p = await writeConfig({ ...config, stateDir: state, runtimeDir: join(dir, 'run-newer') });
-    const r = spawnSync(process.execPath, [bin, 'daemon', '--config', p], { encoding: 'utf8' });
-    expect(r.status).toBe(1);
-    expect(r.stderr).toContain('written by a newer piota (schema 99');
-    expect(JSON.parse(await readFile(join(state, 'state.json'), 'utf8')).schema).toBe(99);
+    await writeFile(join(state, 'connection-string'), 'HostName=localhost:1;DeviceId=d1;SharedAccessKey=' + Buffer.alloc(32).toString('base64'), { mode: 0o600 });
+    await prepare?.(state);
+    const p = await writeConfig({ ...config, stateDir: state, runtimeDir: join(dir, `run-${name}`), ...extra });
+    const child = spawn(process.execPath, [bin, 'daemon', '--config', p], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    child.stdout.on('data', (d: Buffer) => (log += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    await new Promise<void>((resolve, reject) => {
+      const t = setInterval(() => {
+        if (log.includes(ready)) {
+          clearInterval(t);
+          resolve();
+        }
+        if (child.exitCode !== null) {
+          clearInterval(t);
+          reject(new Error(`daemon exited: ${log}`));
+        }
+      }, 20);
+    });
+    const sent = performance.now();
+    child.kill('SIGTERM');
+    const code = await exited;
+    return { log, code, stopMs: performance.now() - sent, state };
+  }
+
+  it('starts on a damaged state file from a newer piota: moves it aside, starts idle, reports the recovery', async () => {
+    const r = await startThenStop('newer', 'cannot reach the hub', {}, (state) => writeFile(join(state, 'state.json'), JSON.stringify({ schema: 99, data: {} })));
+    expect(r.code).toBe(0);
+    expect(r.log).toContain('the state file was damaged; recovered');
+    const aside = (await readdir(r.state)).find((n) => n.startsWith('state.json.damaged-'));
+    expect(aside).toBeDefined();
+    expect(JSON.parse(await readFile(join(r.state, aside!), 'utf8')).schema).toBe(99);
+    // It wrote a state of its own, in its own schema, with the recovery in it.
+    const now = JSON.parse(await readFile(join(r.state, 'state.json'), 'utf8'));
+    expect(now.schema).toBe(2);
+    expect(now.data.recovery.restoredFrom).toBe('rebuilt');
+  });
+
+  it('stops within 2 s of SIGTERM with the hub unreachable', async () => {
+    const r = await startThenStop('hub-down', 'cannot reach the hub');
+    expect(r.code).toBe(0);
+    expect(r.stopMs).toBeLessThan(2000);
+  });
+
+  it('stops within 2 s of SIGTERM while it waits for a plausible clock', async () => {
+    const r = await startThenStop('clock', 'the clock is behind', { clock: { maxWaitSeconds: 3600, syncFlagFile: join(dir, 'no-such-sync-flag') } }, async (state) => {
+      const ahead = Date.now() + 10 * 365 * 86_400_000; // a floor an older agent persisted from a clock set to the future
+      await writeFile(join(state, 'state.json'), JSON.stringify({ schema: 2, data: { slots: { A: null, B: null }, update: null, newestTimestamp: ahead } }));
+    });
+    expect(r.code).toBe(0);
+    expect(r.stopMs).toBeLessThan(2000);
   });
 });
