@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { SLOTS, type Slot } from '../boot/backend.js';
+import { BOOT_PARTITION_MAX, BOOT_PARTITION_MIN } from '../boot/autoboot.js';
 import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from '../bundle/format.js';
 import { MaintenanceSchedule, WindowScheduleError } from './maintenance-window.js';
 import { TIMESYNC_FLAG } from './clock.js';
@@ -211,8 +212,8 @@ function boot(v: unknown): TrybootConfig {
   const backend = oneOf(o.backend, 'boot.backend', ['tryboot']) as 'tryboot';
   const parts = object(o.bootPartitions, 'boot.bootPartitions');
   const bootPartitions = {
-    A: integer(parts.A, 'boot.bootPartitions.A', 1, 63),
-    B: integer(parts.B, 'boot.bootPartitions.B', 1, 63),
+    A: integer(parts.A, 'boot.bootPartitions.A', BOOT_PARTITION_MIN, BOOT_PARTITION_MAX),
+    B: integer(parts.B, 'boot.bootPartitions.B', BOOT_PARTITION_MIN, BOOT_PARTITION_MAX),
   };
   if (bootPartitions.A === bootPartitions.B) throw new ConfigError('boot.bootPartitions: A and B must differ');
   return {

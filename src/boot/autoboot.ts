@@ -28,8 +28,19 @@ export function serializeAutoboot(config: AutobootConfig): string {
   return `${body}#${'-'.repeat(pad)}\n`;
 }
 
+/**
+ * The one rule for a boot partition number, shared by autoboot.txt, the daemon config, the simulator
+ * and install.sh (through `piota config check`): 1 to 63, what an MBR with logical partitions numbers.
+ */
+export const BOOT_PARTITION_MIN = 1;
+export const BOOT_PARTITION_MAX = 63;
+
+export function isBootPartitionNumber(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= BOOT_PARTITION_MIN && n <= BOOT_PARTITION_MAX;
+}
+
 function checkPartition(n: number, what: string): void {
-  if (!Number.isInteger(n) || n < 1 || n > 255) throw new BootError('badAutoboot', `${what} must be a partition number from 1 to 255, got ${n}`);
+  if (!isBootPartitionNumber(n)) throw new BootError('badAutoboot', `${what} must be a partition number from ${BOOT_PARTITION_MIN} to ${BOOT_PARTITION_MAX}, got ${n}`);
 }
 
 /**
@@ -75,7 +86,9 @@ export function parseAutoboot(text: string, source = 'autoboot.txt'): AutobootCo
   if (bootPartition === undefined) throw new BootError('badAutoboot', `${source}: [all] has no boot_partition`);
   const trybootPartition = seen.tryboot.get('boot_partition') ?? null;
   for (const [n, what] of [[bootPartition, '[all]'], [trybootPartition, '[tryboot]']] as const) {
-    if (n !== null && (n < 1 || n > 255)) throw new BootError('badAutoboot', `${source}: ${what} boot_partition ${n} is not a partition number (1-255)`);
+    if (n !== null && !isBootPartitionNumber(n)) {
+      throw new BootError('badAutoboot', `${source}: ${what} boot_partition ${n} is not a partition number (${BOOT_PARTITION_MIN}-${BOOT_PARTITION_MAX})`);
+    }
   }
   return { bootPartition, trybootPartition };
 }

@@ -54,7 +54,7 @@ the simulator accepted; it then stops the daemon and boots again by the firmware
 
 Options:
   --dir DIR     the simulated Pi's directory
-  --tryboot     boot autoboot.txt's [tryboot] partition once (as 'systemctl reboot "0 tryboot"')`;
+  --tryboot     boot autoboot.txt's [tryboot] partition once (as 'systemctl reboot --reboot-argument="0 tryboot"')`;
 
 async function readOverrides(path: string): Promise<Record<string, unknown>> {
   let parsed: unknown;

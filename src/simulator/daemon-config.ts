@@ -1,8 +1,9 @@
 import { readFile, stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { isAbsolute, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { writeFileDurably } from '../os/durable-file.js';
 import { SLOTS } from '../boot/backend.js';
+import { ConfigError, validateConfig, type DaemonConfig } from '../agent/config.js';
 import type { SimLayout } from './layout.js';
 import type { FirmwareConfig } from './simulator.js';
 
@@ -86,34 +87,29 @@ export async function writeDaemonConfig(path: string, config: Json): Promise<voi
   await writeFileDurably(path, JSON.stringify(config, null, 2) + '\n');
 }
 
-/** What the firmware needs from the (possibly overridden) config; names a field that is wrong. */
+/**
+ * What the firmware needs from the (possibly overridden) config. The config is checked with the
+ * daemon's own validator, so the simulator refuses exactly what the daemon would; `source` names the file.
+ */
 export function firmwareConfigOf(config: Json, source: string): FirmwareConfig {
-  const bad = (field: string, what: string) => new Error(`${source}: ${field} must be ${what}`);
-  const path = (v: unknown, field: string) => {
-    if (typeof v !== 'string' || !isAbsolute(v)) throw bad(field, 'an absolute path');
-    return v;
-  };
-  const boot = config.boot;
-  if (!isObject(boot)) throw bad('boot', 'an object');
-  if (boot.backend !== 'tryboot') throw bad('boot.backend', "'tryboot' (the simulator plays tryboot firmware)");
-  const slots = config.slots;
-  const parts = boot.bootPartitions;
-  if (!isObject(slots)) throw bad('slots', 'an object {A, B}');
-  if (!isObject(parts)) throw bad('boot.bootPartitions', 'an object {A, B}');
+  let c: DaemonConfig;
+  try {
+    c = validateConfig(config);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new Error(`${source}: ${err.message}`);
+    throw err;
+  }
   const firmware: FirmwareConfig = {
     slots: { A: { boot: '', rootfs: '' }, B: { boot: '', rootfs: '' } },
-    bootPartitions: { A: 0, B: 0 },
-    autobootFile: path(boot.autobootFile, 'boot.autobootFile'),
-    deviceTreeDir: path(boot.deviceTreeDir, 'boot.deviceTreeDir'),
-    runtimeDir: path(config.runtimeDir, 'runtimeDir'),
+    bootPartitions: c.boot.bootPartitions,
+    autobootFile: c.boot.autobootFile,
+    deviceTreeDir: c.boot.deviceTreeDir,
+    runtimeDir: c.runtimeDir,
   };
   for (const s of SLOTS) {
-    const slot = slots[s];
-    if (!isObject(slot)) throw bad(`slots.${s}`, 'an object {boot, rootfs}');
-    firmware.slots[s] = { boot: path(slot.boot, `slots.${s}.boot`), rootfs: path(slot.rootfs, `slots.${s}.rootfs`) };
-    const n = parts[s];
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 255) throw bad(`boot.bootPartitions.${s}`, 'a partition number (1-255)');
-    firmware.bootPartitions[s] = n;
+    const { boot, rootfs } = c.slots[s];
+    if (!boot || !rootfs) throw new Error(`${source}: slots.${s} must name a boot and a rootfs partition (the simulator lays out both)`);
+    firmware.slots[s] = { boot, rootfs };
   }
   return firmware;
 }
