@@ -1,8 +1,9 @@
 // Start-up time and peak memory of the light commands (`piota status --help`, `piota bundle info
 // --help`), against the baseline of starting Node itself (`node -e 0`) in the same run, and the
 // daemon's module graph for scale. Medians of 7 runs. Run with `npm run bench:startup`.
+import process from 'node:process';
 import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { URL, fileURLToPath } from 'node:url';
 
 const bin = fileURLToPath(new URL('../bin/piota.js', import.meta.url));
 // Peak RSS of the child, reported by the child itself as it exits (fd 3).
