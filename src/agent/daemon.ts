@@ -149,6 +149,7 @@ async function startHoldingLock(
   const runner = new UpdateRunner({
     state,
     save,
+    saveState: (next) => store.save(next),
     statusChanged,
     refreshInventory: () => inventory.refresh(),
     logger,

@@ -94,6 +94,7 @@ describe('cancelling around the window', () => {
     const runner = new UpdateRunner({
       state,
       save: async () => void saves++,
+      saveState: async () => void saves++,
       statusChanged: () => undefined,
       refreshInventory: async () => undefined,
       logger,

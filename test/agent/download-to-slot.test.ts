@@ -149,6 +149,7 @@ describe('the downloading phase: retries', () => {
     const runner = new UpdateRunner({
       state,
       save: async () => undefined,
+      saveState: async () => undefined,
       statusChanged: () => undefined,
       refreshInventory: async () => undefined,
       logger: silentLogger,

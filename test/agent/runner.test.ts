@@ -17,7 +17,7 @@ function sha256(b: Buffer) {
 }
 
 /** A runner on fakes; `log` records saves (with the phase saved) and boot calls, in order. */
-function harness(state: DeviceState, opts: { booted?: 'A' | 'B'; hubReached?: boolean; storage?: MemoryStorage; windowOpen?: () => Promise<void> } = {}) {
+function harness(state: DeviceState, opts: { booted?: 'A' | 'B'; hubReached?: boolean; storage?: MemoryStorage; windowOpen?: () => Promise<void>; failSaves?: { count: number } } = {}) {
   const log: string[] = [];
   const boot = new FakeBoot(opts.booted ?? 'A', 'A', opts.booted === 'B');
   const clock = new FakeClock();
@@ -43,6 +43,11 @@ function harness(state: DeviceState, opts: { booted?: 'A' | 'B'; hubReached?: bo
     save: async () => {
       saves.push(state.update!.phase);
       log.push(`save:${state.update!.phase}`);
+    },
+    saveState: async (next) => {
+      if (opts.failSaves && opts.failSaves.count-- > 0) throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+      saves.push(next.update!.phase);
+      log.push(`save:${next.update!.phase}`);
     },
     statusChanged: () => statusChanges++,
     refreshInventory: async () => undefined,
@@ -220,6 +225,22 @@ describe('cancel', () => {
         expect(h.saves, `after ${ticks} ticks`).toContain('verifying');
       }
     }
+  });
+});
+
+describe('a state disk that refuses a save', () => {
+  it('keeps the last persisted phase in memory (never a status that is not on disk) and tries again later', async () => {
+    const image = Buffer.alloc(4096, 5);
+    const state = stateWith(updateIn('verifying', { bundle: bundle(image) }));
+    const h = harness(state, { failSaves: { count: 1 } });
+    image.copy(h.storage.partitions.get(rootfsB)!);
+    h.runner.start(false);
+    await until(() => h.saves.length > 0 || h.boot.calls.length > 0);
+    for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+    expect(state.update!.phase).toBe('verifying');
+    expect(h.saves).toEqual([]);
+    expect(h.boot.calls).not.toContain('startTrial B');
+    await h.runner.stop();
   });
 });
 

@@ -8,6 +8,8 @@ export interface RunnerDeps {
   state: DeviceState;
   /** Persists the whole state (the runner calls it before any phase's work starts). */
   save(): Promise<void>;
+  /** Persists `state`, a picture that is not (yet) the live one. */
+  saveState(state: DeviceState): Promise<void>;
   /** A status changed: report it. */
   statusChanged(): void;
   /** Re-reads what a phase's work may have changed (committed slot, running version), before the new phase shows. */
@@ -19,6 +21,9 @@ export interface RunnerDeps {
 
 class Cancelled extends Error {}
 class Stopping extends Error {}
+
+/** After a failed save (a full state disk), the workflow tries again this much later. */
+const SAVE_RETRY_MS = 30_000;
 
 const CANCELLED: UpdateError = { code: 'cancelled', message: 'cancelled by firmwareUpdateCancel before applying started' };
 
@@ -40,6 +45,7 @@ export class UpdateRunner {
    * a cancel is refused, so an answered cancel never races a transition into applying.
    */
   private pastCancelFor: string | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly deps: RunnerDeps) {}
 
@@ -51,7 +57,15 @@ export class UpdateRunner {
       return;
     }
     this.running = this.drive(resumed)
-      .catch((err: unknown) => this.deps.logger.error({ err: (err as Error).message }, 'the update workflow stopped on an error'))
+      .catch((err: unknown) => {
+        // Only a save can fail here (the phases' own errors are outcomes): try again later, from
+        // the phase in memory, which is the last one persisted.
+        this.deps.logger.error({ err: (err as Error).message, retryInMs: SAVE_RETRY_MS }, 'the update workflow could not persist its state; will try again');
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = null;
+          this.start(false);
+        }, SAVE_RETRY_MS);
+      })
       .finally(() => {
         this.running = null;
         if (this.startAgain) {
@@ -83,6 +97,7 @@ export class UpdateRunner {
   /** Stops the current phase's work without a transition (daemon shutdown); it resumes at the next start. */
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
     this.abort?.abort(new Stopping('stopping'));
     await this.running;
   }
@@ -145,13 +160,16 @@ export class UpdateRunner {
     const to = nextPhase(from, outcome.event);
     if (!isCancellable(to)) this.pastCancelFor = update.updateId;
     await this.deps.refreshInventory();
-    update.phase = to;
-    // The first error is the cause the twin shows; a later one (a rollback's reboot that failed too) is added to its message.
-    if (outcome.error) update.error = update.error && from === 'rollingBack' ? { code: update.error.code, message: `${update.error.message}; then: ${outcome.error.message}` } : outcome.error;
-    update.entries[to] = (update.entries[to] ?? 0) + 1;
-    stamp(update, to, new Date(this.deps.ports.clock.now()).toISOString());
+    // The new phase is built on a copy and adopted only once it is on disk: a save that fails (a full
+    // state disk) leaves memory, and so the twin, at the last phase that really was persisted.
+    const next = structuredClone(update);
+    next.phase = to;
+    if (outcome.error) next.error = next.error && from === 'rollingBack' ? { code: next.error.code, message: `${next.error.message}; then: ${outcome.error.message}` } : outcome.error;
+    next.entries[to] = (next.entries[to] ?? 0) + 1;
+    stamp(next, to, new Date(this.deps.ports.clock.now()).toISOString());
     if (isTerminal(to) && to !== 'applyComplete') await this.pointTrybootBack(update);
-    await this.deps.save();
+    await this.deps.saveState({ ...this.deps.state, update: next });
+    Object.assign(update, next);
     if (isTerminal(to) && this.cancelRequest) {
       this.cancelRequest.resolve();
       this.cancelRequest = null;
