@@ -77,6 +77,20 @@ const whileDownloading = (pi: SimulatedPi, count: number): RestartStep[] =>
 const flaps = (count: number): RestartStep[] =>
   Array.from({ length: count }, () => ({ when: 'right after the last restart', gate: async () => true, hold: () => sleep(300) }));
 
+/**
+ * The ten restarts of an update that reboots: four while it downloads; one from before the trial
+ * reboot until `until` (the hub away across the reboot); four short ones back to back; one more
+ * once the device is online again.
+ */
+function acrossTheReboot(pi: SimulatedPi, what: string, until: () => Promise<boolean>): RestartStep[] {
+  return [
+    ...whileDownloading(pi, 4),
+    { when: 'online, before the trial reboot', gate: async () => connected(pi), hold: () => waitFor(what, until, 90_000) },
+    ...flaps(4),
+    { when: 'online again', gate: async () => connected(pi), hold: () => sleep(200) },
+  ];
+}
+
 /** One update with the steps' restarts; returns the checked update and where the restarts fell. */
 async function updateThroughRestarts(pi: SimulatedPi, bundleName: string, version: string, steps: RestartStep[], corruptAt?: number) {
   expect(steps).toHaveLength(RESTARTS);
@@ -109,20 +123,11 @@ async function updateThroughRestarts(pi: SimulatedPi, bundleName: string, versio
 describe('hub restarts during an update', () => {
   it('10 restarts (download, reboot, trial): applyComplete reaches the twin, and its history is a path of the workflow', async () => {
     const pi = await world.pi('hub-restarts-ok', { bootRecord: true, daemonConfig: { trialTimeoutSeconds: 90 } });
-    const steps: RestartStep[] = [
-      ...whileDownloading(pi, 4),
-      {
-        // Down before the trial reboot, up only once the trial's daemon runs: it starts offline.
-        when: 'online, before the trial reboot',
-        gate: async () => connected(pi),
-        hold: () => waitFor('the trial boot', async () => {
-          const sim = await pi.sim();
-          return sim.trial && sim.daemonPid !== null;
-        }, 90_000),
-      },
-      ...flaps(4),
-      { when: 'online again', gate: async () => connected(pi), hold: () => sleep(200) },
-    ];
+    // Down before the trial reboot, up only once the trial's daemon runs: it starts offline.
+    const steps = acrossTheReboot(pi, 'the trial boot', async () => {
+      const sim = await pi.sim();
+      return sim.trial && sim.daemonPid !== null;
+    });
     const { done, seen } = await updateThroughRestarts(pi, 'fw-restarts-ok', '2.0.0', steps);
     expect(done.violations).toEqual([]);
     expect(done.final).toBe('applyComplete');
@@ -135,21 +140,12 @@ describe('hub restarts during an update', () => {
 
   it('10 restarts while a trial hangs and the board falls back: applyFailed reached offline arrives when the hub is back', async () => {
     const pi = await world.pi('hub-restarts-fallback', { bootRecord: true, failTrial: true });
-    const steps: RestartStep[] = [
-      ...whileDownloading(pi, 4),
-      {
-        // The hub stays away through the hung trial, the watchdog reset and the fall-back: the end is reached offline.
-        when: 'online, before the trial reboot',
-        gate: async () => connected(pi),
-        hold: () => waitFor('the end, reached offline', async () => {
-          const sim = await pi.sim();
-          // powered on, the hung trial, the watchdog's reset: only then ask piota status (a process).
-          return sim.bootCount >= 3 && sim.daemonPid !== null && (await pi.status()).lastResult?.status === 'applyFailed';
-        }, 90_000),
-      },
-      ...flaps(4),
-      { when: 'online again', gate: async () => connected(pi), hold: () => sleep(200) },
-    ];
+    // The hub stays away through the hung trial, the watchdog reset and the fall-back: the end is reached offline.
+    const steps = acrossTheReboot(pi, 'the end, reached offline', async () => {
+      const sim = await pi.sim();
+      // powered on, the hung trial, the watchdog's reset: only then ask piota status (a process).
+      return sim.bootCount >= 3 && sim.daemonPid !== null && (await pi.status()).lastResult?.status === 'applyFailed';
+    });
     const { done, seen } = await updateThroughRestarts(pi, 'fw-restarts-fallback', '2.0.0', steps);
     expect(done.violations).toEqual([]);
     expect(done.final).toBe('applyFailed');

@@ -225,16 +225,18 @@ export interface CheckedUpdate {
 /**
  * Takes the picture before an update of `pi` to the bundle (version and image bytes) is triggered:
  * `piota status`, both slots' bytes, where the hub's patch and the boot records stand. The update
- * before (if any) is named so that its end, re-sent before the new update's first patch, is
- * accepted. Needs a Pi started with `bootRecord: true`.
+ * checked before on this Pi (if any) is passed so that its end, re-sent before the new update's
+ * first patch, is accepted; its final `piota status` stands for the new one's "before" (nothing
+ * runs on an idle device in between). Needs a Pi started with `bootRecord: true`.
  */
 export async function startCheck(
   world: World,
   pi: SimulatedPi,
   bundle: { version: string; rootfs: Buffer; boot: Buffer },
-  previous?: { updateId: string; status: string },
+  previousCheck?: CheckedUpdate,
 ): Promise<PendingCheck> {
-  const status = await pi.status();
+  const previous = previousCheck && { updateId: previousCheck.observation.updateId, status: previousCheck.final };
+  const status = previousCheck?.observation.after.status ?? (await pi.status());
   const sim = await pi.sim();
   const before = { status, content: await slotContents(sim) };
   const image = await verifiedContent(sim, status.bootedSlot === 'A' ? 'B' : 'A', bundle);

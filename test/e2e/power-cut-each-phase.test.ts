@@ -3,7 +3,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { World, type SimulatedPi } from './world.js';
-import { startCheck, TERMINAL } from './invariants.js';
+import { startCheck, TERMINAL, type CheckedUpdate } from './invariants.js';
 
 // A power cut (SIGKILL of the daemon; the simulator boots the board again by the firmware's rules)
 // just after the daemon persisted each phase. Whatever the timing, the update must end consistently
@@ -176,7 +176,7 @@ describe('a power cut just after each phase is persisted', () => {
   it.each(phases)('after %s: the outcome is consistent', async (phase) => {
     const pi = await world.pi(`cut-${phase}`, { bootRecord: true });
     const misses: string[] = [];
-    let previous: { updateId: string; status: string } | undefined;
+    let previous: CheckedUpdate | undefined;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       const bundle = await world.bundle(`fw-${phase}-${attempt}`, { version: `2.0.${attempt}`, ...IMAGE });
       const check = await startCheck(world, pi, bundle, previous);
@@ -201,7 +201,7 @@ describe('a power cut just after each phase is persisted', () => {
         return;
       }
       misses.push(`attempt ${attempt}: ${cut.why}`);
-      previous = { updateId, status: done.final };
+      previous = done;
     }
     throw new Error(`could not cut the power in '${phase}' in ${MAX_ATTEMPTS} updates:\n${misses.join('\n')}`);
   }, MAX_ATTEMPTS * 60_000);

@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { World, waitFor, type SimulatedPi, type StatusJson } from './world.js';
-import { startCheck, statusPathViolations } from './invariants.js';
+import { startCheck, statusPathViolations, TERMINAL, type CheckedUpdate } from './invariants.js';
 
 // Power cuts at random instants over many updates, with the real daemon in `piota simulate`, the
 // hub emulator and HTTPS on loopback. Each simulated Pi runs its updates one after the other (the
@@ -13,6 +13,7 @@ import { startCheck, statusPathViolations } from './invariants.js';
 //                           instants are offsets from the trigger, so where they land in the
 //                           update still depends on the machine's speed.
 //   PIOTA_SOAK_UPDATES=<n>  how many updates in all (default 30).
+//   PIOTA_SOAK_DEVICES=<n>  simulated Pis sharing them, side by side (default 3).
 
 function envInteger(name: string, fallback: number, min: number): number {
   const raw = process.env[name];
@@ -23,8 +24,8 @@ function envInteger(name: string, fallback: number, min: number): number {
 
 const SEED = envInteger('PIOTA_SOAK_SEED', Math.floor(Math.random() * 2 ** 31), 0);
 const UPDATES = envInteger('PIOTA_SOAK_UPDATES', 30, 1);
-/** Simulated Pis updating side by side: two fill the two cores without starving the daemons. */
-const DEVICES = Math.min(2, UPDATES);
+/** Simulated Pis updating side by side, each its own updates one after the other. */
+const DEVICES = Math.min(envInteger('PIOTA_SOAK_DEVICES', 3, 1), UPDATES);
 /** Every image has the same size, so a slot's bytes past the image stay zero (see verifiedContent). */
 const IMAGE = { rootfsBytes: 192 * 1024, bootBytes: 32 * 1024, chunkSize: 32 * 1024 };
 /** The download is slowed so that it is a fair share of an update, as it is on a real Pi. */
@@ -46,6 +47,7 @@ function seeded(seed: number): () => number {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface CutRecord {
+  anchor: Anchor;
   /** ms after the trigger's answer. */
   atMs: number;
   /** What `piota status --json` said with the daemon frozen at the cut; 'ended' when it had already ended. */
@@ -79,15 +81,54 @@ afterAll(async () => {
   if (reports.length > 0) console.log(summary(reports, Date.now() - startedAt));
 });
 
+/**
+ * Where a cut is aimed: a random instant of the update's whole span, of the stretch from the
+ * trigger to the twin's first `applying` (download, verification), or of the stretch from the
+ * trial boot to the end (the trial daemon's start-up, the trial, the commit). Pure wall-clock
+ * instants mostly land in the reboot (the reboot command, the shutdown, the new daemon's start),
+ * the longest stretch of an update; aiming at a stretch reaches the others too. The stretches are
+ * measured on the Pi's clean updates, so they follow the machine's speed.
+ */
+type Anchor = 'span' | 'trigger' | 'trialBoot';
+
+interface PlannedCut {
+  anchor: Anchor;
+  /** Where in the stretch, as a fraction of it. */
+  at: number;
+}
+
+interface Stretches {
+  span: number;
+  trigger: number;
+  trialBoot: number;
+}
+
+function planCuts(random: () => number, first: boolean): PlannedCut[] {
+  const count = first ? 0 : pick(random, [[0, 0.15], [1, 0.6], [2, 0.25]]);
+  return Array.from({ length: count }, () => ({
+    anchor: pick<Anchor>(random, [['span', 0.3], ['trigger', 0.35], ['trialBoot', 0.35]]),
+    at: random(),
+  }));
+}
+
+/** The stretches of a clean update, from its trigger time, its end on the twin, its patches and the boot record. */
+function measure(t0: number, done: CheckedUpdate, before: Stretches): Stretches {
+  const trial = done.observation.boots.find((b) => b.trial);
+  const trialAt = trial ? Date.parse(trial.at) - t0 : done.endMs;
+  const applying = done.observation.patches.find((p) => p.patch.iothubDM?.firmwareUpdate?.status === 'applying');
+  return {
+    span: Math.max(before.span, done.endMs),
+    trigger: Math.max(before.trigger, applying ? applying.at - t0 : trialAt),
+    trialBoot: Math.max(before.trialBoot, done.endMs - trialAt),
+  };
+}
+
 /** Plays `count` updates on one simulated Pi; each one's report goes to `reports`. */
 async function soak(pi: SimulatedPi, device: number, count: number, random: () => number): Promise<void> {
-  // A first clean update measures how long one takes (trigger to end on the twin); cuts are then
-  // drawn over that span.
-  let spanMs = 0;
-  let previous: { updateId: string; status: string } | undefined;
+  let stretches: Stretches = { span: 0, trigger: 0, trialBoot: 0 };
+  let previous: CheckedUpdate | undefined;
   for (let index = 0; index < count; index++) {
-    const cutCount = index === 0 ? 0 : pick(random, [[0, 0.15], [1, 0.6], [2, 0.25]]);
-    const delays = Array.from({ length: cutCount }, () => Math.floor(random() * spanMs));
+    const plan = planCuts(random, index === 0);
     const version = `${index + 2}.0.${device}`;
     const bundle = await world.bundle(`${pi.deviceId}-${index}`, { version, ...IMAGE });
     const check = await startCheck(world, pi, bundle, previous);
@@ -97,15 +138,18 @@ async function soak(pi: SimulatedPi, device: number, count: number, random: () =
     expect(answer.status, `seed ${SEED}: ${pi.deviceId} update ${index}: the trigger was refused: ${JSON.stringify(answer.payload)}`).toBe(200);
     const updateId = answer.payload.updateId as string;
     const cuts: CutRecord[] = [];
-    for (const delay of delays) {
-      await sleep(delay);
-      const cut = await cutNow(pi);
-      cuts.push({ atMs: Date.now() - t0, ...cut });
+    for (const planned of plan) {
+      const reached = await waitForAnchor(pi, updateId, planned.anchor);
+      const cut = reached ? await (async () => {
+        await sleep(Math.floor(planned.at * stretches[planned.anchor]));
+        return cutNow(pi);
+      })() : { status: 'ended' };
+      cuts.push({ anchor: planned.anchor, atMs: Date.now() - t0, ...cut });
       if (cut.status === 'ended') break;
     }
     const done = await check.finish(updateId);
     const durationMs = Date.now() - t0;
-    if (cutCount === 0) spanMs = Math.max(spanMs, done.endMs);
+    if (plan.length === 0) stretches = measure(t0, done, stretches);
 
     const violations = [...done.violations];
     // A cut before applying started loses nothing: the update resumes and completes.
@@ -116,8 +160,25 @@ async function soak(pi: SimulatedPi, device: number, count: number, random: () =
     const report: UpdateReport = { device: pi.deviceId, index, updateId, final: done.final, errorCode: done.errorCode, cuts, durationMs, violations };
     reports.push(report);
     console.log(describeUpdate(report));
-    previous = { updateId, status: done.final };
+    previous = done;
   }
+}
+
+/** Waits for the anchor, seen from now on; false when the update ended first. */
+async function waitForAnchor(pi: SimulatedPi, updateId: string, anchor: Anchor): Promise<boolean> {
+  if (anchor === 'span' || anchor === 'trigger') return true;
+  const bootCount = (await pi.sim()).bootCount;
+  const ended = async () => {
+    const fu = (await world.reported(pi.deviceId)).iothubDM?.firmwareUpdate;
+    return fu?.updateId === updateId && TERMINAL.includes(fu.status);
+  };
+  const seen = await waitFor(`the anchor '${anchor}' or the end of ${updateId}`, async () => {
+    const sim = await pi.sim();
+    // A new boot, a trial, its daemon started (a committed trial stays `trial` until the next boot).
+    if (sim.bootCount > bootCount && sim.trial && sim.daemonPid !== null) return 'anchor';
+    return (await ended()) ? 'ended' : undefined;
+  }, 90_000);
+  return seen === 'anchor';
 }
 
 /**
@@ -157,7 +218,7 @@ function pick<T>(random: () => number, weighted: [T, number][]): T {
 }
 
 function describeUpdate(r: UpdateReport): string {
-  const cuts = r.cuts.length === 0 ? 'no cut' : r.cuts.map((c) => `cut at ${c.atMs} ms (${c.status}${c.phase ? `/${c.phase}` : ''})`).join(', ');
+  const cuts = r.cuts.length === 0 ? 'no cut' : r.cuts.map((c) => `cut at ${c.atMs} ms (${c.status}${c.phase ? `/${c.phase}` : ''}, aimed at ${c.anchor})`).join(', ');
   const end = r.errorCode ? `${r.final} (${r.errorCode})` : r.final;
   return `${r.device} #${r.index}: ${cuts} → ${end} in ${r.durationMs} ms${r.violations.length ? ` — ${r.violations.length} VIOLATIONS` : ''}`;
 }

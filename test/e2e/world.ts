@@ -51,6 +51,8 @@ export interface ReportedPatch {
   deviceId: string;
   /** Order of acceptance across the whole test process. */
   seq: number;
+  /** When the hub accepted it (Date.now()). */
+  at: number;
   patch: Record<string, any>;
 }
 
@@ -87,7 +89,7 @@ function recordReportedPatches(): void {
   let seq = 0;
   HubCore.prototype.reportedPatch = async function (this: HubCore, deviceId: string, patch: Parameters<typeof original>[1]) {
     const version = await original.call(this, deviceId, patch);
-    acceptedPatches.push({ deviceId, seq: seq++, patch: structuredClone(patch) as Record<string, any> });
+    acceptedPatches.push({ deviceId, seq: seq++, at: Date.now(), patch: structuredClone(patch) as Record<string, any> });
     return version;
   };
 }
