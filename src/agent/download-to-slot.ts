@@ -130,7 +130,9 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
 function summarize(header: VerifiedHeader, totalSize: number | null): BundleSummary {
   const m = header.manifest;
   if (totalSize !== null && totalSize !== header.bundleSize) {
-    throw new UpdateFailure('malformed', `the server says the file has ${totalSize} bytes, but the bundle's manifest describes ${header.bundleSize}`);
+    // The signed manifest is right about its own size; a server that says otherwise (a lying
+    // Content-Length, a proxy that cut the file) is network trouble, retried like any other.
+    throw new DownloadError('badResponse', `the server says the file has ${totalSize} bytes, but the bundle's signed manifest describes ${header.bundleSize}`, true);
   }
   return {
     version: m.version,

@@ -132,12 +132,14 @@ describe('downloadToSlot', () => {
     expect(storage.opened).toEqual([]);
   });
 
-  it('a server that reports another size than the manifest is malformed', async () => {
+  it('a server that reports another size than the signed manifest is transient network trouble (retried)', async () => {
     const server = memoryServer(made.bytes);
     server.faults.push((req) => ({ ...cutAfter(made.bytes, made.bytes.length), totalSize: made.bytes.length + 5, body: (async function* () { yield made.bytes; })(), validator: null, restartedFromZero: false, destroy: () => undefined, ...{ req } }) as DownloadResponse);
     const storage = new MemoryStorage(Object.values(config.slots.B), 64 * 1024);
     const err = await downloadToSlot(updateIn('downloading'), deps(server, storage)).catch((e: unknown) => e);
-    expect(toUpdateError(err).code).toBe('malformed');
+    expect(err).toMatchObject({ code: 'badResponse', transient: true });
+    expect(toUpdateError(err).code).toBe('downloadError');
+    expect(storage.opened).toEqual([]);
   });
 });
 

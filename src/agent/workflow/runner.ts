@@ -22,8 +22,9 @@ export interface RunnerDeps {
 class Cancelled extends Error {}
 class Stopping extends Error {}
 
-/** After a failed save (a full state disk), the workflow tries again this much later. */
-const SAVE_RETRY_MS = 30_000;
+/** After a failed save (a full state disk), the workflow tries again: 2 s, doubling to a minute. */
+const SAVE_RETRY_FIRST_MS = 2000;
+const SAVE_RETRY_MAX_MS = 60_000;
 
 const CANCELLED: UpdateError = { code: 'cancelled', message: 'cancelled by firmwareUpdateCancel before applying started' };
 
@@ -46,6 +47,7 @@ export class UpdateRunner {
    */
   private pastCancelFor: string | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
+  private saveFailures = 0;
 
   constructor(private readonly deps: RunnerDeps) {}
 
@@ -60,11 +62,12 @@ export class UpdateRunner {
       .catch((err: unknown) => {
         // Only a save can fail here (the phases' own errors are outcomes): try again later, from
         // the phase in memory, which is the last one persisted.
-        this.deps.logger.error({ err: (err as Error).message, retryInMs: SAVE_RETRY_MS }, 'the update workflow could not persist its state; will try again');
+        const delay = Math.min(SAVE_RETRY_MAX_MS, SAVE_RETRY_FIRST_MS * 2 ** this.saveFailures++);
+        this.deps.logger.error({ err: (err as Error).message, retryInMs: delay }, 'the update workflow could not persist its state; will try again');
         this.retryTimer = setTimeout(() => {
           this.retryTimer = null;
           this.start(false);
-        }, SAVE_RETRY_MS);
+        }, delay);
       })
       .finally(() => {
         this.running = null;
@@ -169,6 +172,7 @@ export class UpdateRunner {
     stamp(next, to, new Date(this.deps.ports.clock.now()).toISOString());
     if (isTerminal(to) && to !== 'applyComplete') await this.pointTrybootBack(update);
     await this.deps.saveState({ ...this.deps.state, update: next });
+    this.saveFailures = 0;
     Object.assign(update, next);
     if (isTerminal(to) && this.cancelRequest) {
       this.cancelRequest.resolve();
