@@ -34,7 +34,7 @@ describe('autoboot.txt', () => {
       [3, 2],
       [2, 2],
       [9, 12],
-      [100, 255],
+      [62, 63],
     ]) {
       const text = serializeAutoboot({ bootPartition: a, trybootPartition: b });
       expect(Buffer.byteLength(text)).toBe(AUTOBOOT_LENGTH);
@@ -42,6 +42,9 @@ describe('autoboot.txt', () => {
       expect(parseAutoboot(text)).toEqual({ bootPartition: a, trybootPartition: b });
     }
     expect(serializeAutoboot({ bootPartition: 2, trybootPartition: null })).toContain('[tryboot]\nboot_partition=2\n');
+    // The one boot-partition rule (1-63) holds both ways.
+    expect(() => serializeAutoboot({ bootPartition: 64, trybootPartition: 2 })).toThrow(/from 1 to 63, got 64/);
+    expect(() => parseAutoboot('[all]\ntryboot_a_b=1\nboot_partition=100\n')).toThrow(/not a partition number \(1-63\)/);
   });
 
   it('names the problem in bad files', () => {

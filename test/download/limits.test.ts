@@ -42,7 +42,8 @@ describe('download limits', () => {
     const err = await drain(r.body).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DownloadError);
     expect(err).toMatchObject({ code: 'deadlineExceeded', transient: true });
-    expect((err as Error).message).toMatch(new RegExp(`did not finish within 0.4 s \\(\\d+ of ${content.length} bytes received\\)`));
+    // Under load the deadline may pass before the first byte: "(0 bytes received)".
+    expect((err as Error).message).toMatch(new RegExp(`did not finish within 0.4 s \\((\\d+ of ${content.length}|0) bytes received\\)`));
     expect(Date.now() - began).toBeLessThan(1500);
   });
 
