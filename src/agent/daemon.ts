@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -137,8 +138,8 @@ async function startHoldingLock(
     { progressIntervalMs: config.progressIntervalSeconds * 1000, logger },
   );
 
-  let hubReachedResolve!: () => void;
-  const hubReached = new Promise<void>((r) => (hubReachedResolve = r));
+  // The first twin read in this process: the hub is reached (what a trial waits for).
+  const hubReached = once(link, 'twinRead').then(() => undefined);
   const save = () => store.save(state);
   const statusChanged = () => {
     sync.statusChanged();
@@ -179,10 +180,7 @@ async function startHoldingLock(
       logger,
     }),
   );
-  link.on('twinRead', () => {
-    hubReachedResolve();
-    sync.linkUp();
-  });
+  link.on('twinRead', () => sync.linkUp());
 
   // A recovered or newer-agent state is written back at once, in this agent's schema.
   if (recovery || state.update) await save().catch((err: Error) => logger.error({ err: err.message }, 'could not write the state file'));

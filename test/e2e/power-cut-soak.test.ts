@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { World, waitFor, type SimulatedPi, type StatusJson } from './world.js';
-import { startCheck, statusPathViolations, TERMINAL, type CheckedUpdate } from './invariants.js';
+import { World, waitFor, type SimulatedPi, type StatusJson, type StatusUpdate } from './world.js';
+import { startCheck, statusPathViolations, TERMINAL, updateViolations, type CheckedUpdate, type UpdateObservation } from './invariants.js';
 
 // Power cuts at random instants over many updates, with the real daemon in `piota simulate`, the
 // hub emulator and HTTPS on loopback. Each simulated Pi runs its updates one after the other (the
@@ -248,6 +248,50 @@ describe('the outcome checker', () => {
     expect(statusPathViolations(['applying', 'applyComplete', 'applyFailed'])).toEqual([`'applyFailed' after the update ended with 'applyComplete'`]);
     expect(statusPathViolations(['applying', 'downloadFailed'])).toHaveLength(1);
     expect(statusPathViolations(['waiting', 'rebooting'])).toEqual([`'rebooting' is not a status of the workflow`]);
+  });
+
+  /** A consistent successful update from A to B, as the checker sees one; each test breaks one fact. */
+  function success(): UpdateObservation {
+    const old = { boot: 'a-boot', rootfs: 'a-rootfs' };
+    const image = { boot: 'image-boot', rootfs: 'image-rootfs' };
+    const slots = { A: { boot: '/A-boot', rootfs: '/A-rootfs' }, B: { boot: '/B-boot', rootfs: '/B-rootfs' } };
+    const status = (booted: 'A' | 'B', version: string, update: StatusUpdate | null): StatusJson => ({
+      bootedSlot: booted, committedSlot: booted, trialBoot: booted === 'B', runningVersion: version,
+      slots: { A: null, B: null }, update: null, lastResult: update,
+    });
+    const end: StatusUpdate = { updateId: 'u1', status: 'applyComplete', phase: 'applyComplete', targetSlot: 'B', targetVersion: '2.0.0', error: null };
+    const fu = (s: string) => ({ iothubDM: { firmwareUpdate: { status: s, updateId: 'u1' }, firmwareVersion: s === 'applyComplete' ? '2.0.0' : '1.0.0' }, piota: { bootedSlot: s === 'applyComplete' ? 'B' : 'A' } });
+    return {
+      updateId: 'u1', version: '2.0.0', image,
+      before: { status: status('A', '1.0.0', null), content: { A: old, B: { boot: 'zeros', rootfs: 'zeros' } } },
+      after: {
+        status: status('B', '2.0.0', end),
+        sim: { daemonPid: 1, bootedSlot: 'B', trial: true, bootCount: 2, autoboot: '/autoboot.txt', slots, partitions: { A: 2, B: 3 } },
+        content: { A: old, B: image },
+        committedPartition: 3,
+      },
+      twin: { iothubDM: { firmwareUpdate: { status: 'applyComplete', updateId: 'u1', error: null }, firmwareVersion: '2.0.0' }, piota: { bootedSlot: 'B', committedSlot: 'B' } },
+      boots: [{ boot: 2, at: '', cause: 'tryboot', slot: 'B', partition: 3, trial: true, sha256: image }],
+      patches: ['waiting', 'downloading', 'applying', 'applyComplete'].map((s, seq) => ({ deviceId: 'd', seq, at: 0, patch: fu(s) })),
+    };
+  }
+
+  it('finds nothing wrong with a consistent update, and names each broken fact', () => {
+    expect(updateViolations(success())).toEqual([]);
+    const broken = (change: (o: UpdateObservation) => void) => {
+      const o = success();
+      change(o);
+      return updateViolations(o).join('\n');
+    };
+    expect(broken((o) => (o.after.sim.bootedSlot = 'A'))).toMatch(/the board booted A but piota status says B/);
+    expect(broken((o) => (o.after.content.B = { boot: 'image-boot', rootfs: 'other' }))).toMatch(/slot B does not hold the image/);
+    expect(broken((o) => (o.boots[0].sha256 = { boot: 'image-boot', rootfs: 'half-written' }))).toMatch(/booted bytes that are not the verified image/);
+    expect(broken((o) => (o.after.status.lastResult!.status = 'applyFailed'))).toMatch(/the twin says 'applyComplete' but piota status says 'applyFailed'/);
+    expect(broken((o) => (o.after.content.A = { boot: 'a-boot', rootfs: 'overwritten' }))).toMatch(/the old slot A was written/);
+    const stale = { deviceId: 'd', seq: 9, at: 0, patch: { iothubDM: { firmwareUpdate: { status: 'downloading', updateId: 'u0' } } } };
+    expect(broken((o) => (o.patches = [...o.patches.slice(0, 2), stale, ...o.patches.slice(2)])))
+      .toMatch(/update u0 was reported after update u1 started/);
+    expect(broken((o) => (o.boots = []))).toMatch(/the twin showed slot B booted, but the board never booted it/);
   });
 });
 

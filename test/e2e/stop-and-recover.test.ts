@@ -138,3 +138,22 @@ describe('SIGTERM', () => {
     expect(done.iothubDM.firmwareUpdate.status).toBe('applyComplete');
   });
 });
+
+describe('the anti-rollback floor', () => {
+  it('survives a state reset: an older signed bundle is still refused (downgrade)', async () => {
+    const pi = await world.pi('floor-reset');
+    const newer = await world.bundle('fw-floor-new', { version: '2.0.0', securityVersion: 3 });
+    const up = await world.invoke('floor-reset', 'firmwareUpdate', { fwPackageUri: newer.url });
+    const first = await world.waitForUpdate('floor-reset', up.payload.updateId as string, (fu) => ['applyComplete', 'applyFailed', 'downloadFailed'].includes(fu.status));
+    expect(first.iothubDM.firmwareUpdate.status).toBe('applyComplete');
+    expect((await world.reported('floor-reset')).piota.securityFloor).toBe(3);
+    // Wipe the state (both generations) and boot again: the slot records that carried the security version are gone.
+    await bootWithState(pi, null, null);
+    await waitFor('the daemon back on the hub', async () => (await world.reported('floor-reset')).piota?.bootedSlot === 'B' && world.hub.connectedDevices().includes('floor-reset'), 30_000);
+    const older = await world.bundle('fw-floor-old', { version: '1.9.0', securityVersion: 1 });
+    const down = await waitFor('the device to take the method', () => world.invoke('floor-reset', 'firmwareUpdate', { fwPackageUri: older.url }), 20_000);
+    const end = await world.waitForUpdate('floor-reset', down.payload.updateId as string, (fu) => ['applyComplete', 'applyFailed', 'downloadFailed'].includes(fu.status));
+    expect(end.iothubDM.firmwareUpdate).toMatchObject({ status: 'downloadFailed', error: { code: 'downgrade' } });
+    expect(end.piota.securityFloor).toBe(3);
+  });
+});
