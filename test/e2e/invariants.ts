@@ -289,7 +289,7 @@ async function settle(world: World, pi: SimulatedPi, updateId: string): Promise<
       t.iothubDM?.firmwareVersion === status.runningVersion &&
       t.piota?.bootedSlot === status.bootedSlot
     );
-  }, 30_000).catch(() => read().catch(() => undefined));
+  }, 60_000).catch(() => read().catch(() => undefined));
   if (!last) throw new Error(`${pi.deviceId}: could not read the device after update ${updateId}`);
   return last;
 }

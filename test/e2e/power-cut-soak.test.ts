@@ -53,6 +53,8 @@ interface CutRecord {
   /** What `piota status --json` said with the daemon frozen at the cut; 'ended' when it had already ended. */
   status: string;
   phase?: string;
+  /** What the firmware booted next: 'powerCut' (a plain boot), or 'tryboot' when the cut fell in a reboot's shutdown. */
+  bootCause?: string;
 }
 
 interface UpdateReport {
@@ -186,7 +188,7 @@ async function waitForAnchor(pi: SimulatedPi, updateId: string, anchor: Anchor):
  * happens), so `piota status --json` tells what was on disk at the cut; then SIGKILL, which the
  * simulator takes as a power cut. A board between boots has no daemon: the cut waits for the next.
  */
-async function cutNow(pi: SimulatedPi): Promise<{ status: string; phase?: string }> {
+async function cutNow(pi: SimulatedPi): Promise<{ status: string; phase?: string; bootCause?: string }> {
   const { pid, bootCount } = await waitFor('a daemon to cut', async () => {
     const s = await pi.sim();
     if (s.daemonPid === null) return undefined;
@@ -205,7 +207,10 @@ async function cutNow(pi: SimulatedPi): Promise<{ status: string; phase?: string
     return { status: 'ended' };
   }
   await pi.cutFrozen(pid, bootCount);
-  return { status: onDisk.update.status, phase: onDisk.update.phase };
+  // The simulator takes a SIGKILL as a power cut, except while it is itself stopping the daemon for
+  // a reboot the daemon asked for: then it boots as asked (see the report of the boot that followed).
+  const next = (await pi.bootRecords()).find((b) => b.boot === bootCount + 1);
+  return { status: onDisk.update.status, phase: onDisk.update.phase, bootCause: next?.cause };
 }
 
 function pick<T>(random: () => number, weighted: [T, number][]): T {
@@ -218,7 +223,7 @@ function pick<T>(random: () => number, weighted: [T, number][]): T {
 }
 
 function describeUpdate(r: UpdateReport): string {
-  const cuts = r.cuts.length === 0 ? 'no cut' : r.cuts.map((c) => `cut at ${c.atMs} ms (${c.status}${c.phase ? `/${c.phase}` : ''}, aimed at ${c.anchor})`).join(', ');
+  const cuts = r.cuts.length === 0 ? 'no cut' : r.cuts.map((c) => `cut at ${c.atMs} ms (${c.status}${c.phase ? `/${c.phase}` : ''}, aimed at ${c.anchor}${c.bootCause && c.bootCause !== 'powerCut' ? `, then ${c.bootCause}` : ''})`).join(', ');
   const end = r.errorCode ? `${r.final} (${r.errorCode})` : r.final;
   return `${r.device} #${r.index}: ${cuts} → ${end} in ${r.durationMs} ms${r.violations.length ? ` — ${r.violations.length} VIOLATIONS` : ''}`;
 }
