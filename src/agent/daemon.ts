@@ -95,7 +95,8 @@ async function startHoldingLock(
   const inventory = await Inventory.read(boot, config, state);
   const securityFloor = await SecurityFloor.load(
     config.stateDir,
-    [config.minSecurityVersion, ...Object.values(state.slots).map((r) => r?.securityVersion ?? 0)],
+    // Only the committed slot's record seeds it: a slot whose trial failed must not raise it.
+    [config.minSecurityVersion, state.slots[inventory.committedSlot]?.securityVersion ?? 0],
     (message) => logger.error({ err: message }, 'the anti-rollback floor file is damaged; using the config seed and the slot records'),
   );
   const windowGate = applyWindowGate(config, logger);
