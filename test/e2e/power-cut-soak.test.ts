@@ -4,14 +4,15 @@ import { startCheck, statusPathViolations, TERMINAL, updateViolations, type Chec
 
 // Power cuts at random instants over many updates, with the real daemon in `piota simulate`, the
 // hub emulator and HTTPS on loopback. Each simulated Pi runs its updates one after the other (the
-// next is triggered once the previous ended); during each, the daemon is cut 0, 1 or 2 times at a
-// random instant (SIGKILL: the simulator boots the board again by the firmware's tryboot rules).
-// Every update must end consistently (invariants.ts), and an update whose cuts all fell before
-// applying started must still complete.
+// next is triggered once the previous ended; its first one is clean and measures the machine);
+// during each, the daemon is cut 0, 1 or 2 times at a random instant (SIGKILL: the simulator boots
+// the board again by the firmware's tryboot rules). Every update must end consistently
+// (invariants.ts), and an update whose cuts all fell before applying started must still complete.
+// The assertions never depend on where a cut landed; the log says where each one did.
 //
-//   PIOTA_SOAK_SEED=<n>     replay a run's plan (which updates are cut, when, how often). The
-//                           instants are offsets from the trigger, so where they land in the
-//                           update still depends on the machine's speed.
+//   PIOTA_SOAK_SEED=<n>     replay a run's plan (how many cuts, aimed where, at what fraction of
+//                           the stretch). The stretches are measured in the run, so where a cut
+//                           lands still depends on the machine's speed.
 //   PIOTA_SOAK_UPDATES=<n>  how many updates in all (default 30).
 //   PIOTA_SOAK_DEVICES=<n>  simulated Pis sharing them, side by side (default 3).
 
