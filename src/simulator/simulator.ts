@@ -287,20 +287,30 @@ class SimulatedPi {
     this.clearTimers();
     this.log(request.tryboot ? 'reboot requested (tryboot)' : 'reboot requested');
     try {
-      await this.stopDaemon();
+      const how = await this.stopDaemon();
       await this.publish();
-      await this.boot(request.tryboot, request.tryboot ? 'tryboot' : 'reboot');
+      if (how === 'cut') {
+        // The power went while the system was shutting down: no reboot argument reaches the firmware.
+        this.log('the daemon was killed (SIGKILL) during the shutdown: power cut');
+        await this.boot(false, 'powerCut');
+      } else {
+        await this.boot(request.tryboot, request.tryboot ? 'tryboot' : 'reboot');
+      }
     } finally {
       this.rebootPending = false;
     }
   }
 
-  /** SIGTERM, then SIGKILL after the grace period, as systemd does at shutdown. */
-  private async stopDaemon(): Promise<void> {
+  /**
+   * SIGTERM, then SIGKILL after the grace period, as systemd does at shutdown. 'cut' when the daemon
+   * died of a SIGKILL the simulator did not send (a power cut in the middle of the shutdown).
+   */
+  private async stopDaemon(): Promise<'stopped' | 'cut'> {
     const daemon = this.daemon;
-    if (!daemon) return;
+    if (!daemon) return 'stopped';
     this.daemon = undefined;
-    if (daemon.child.exitCode !== null || daemon.child.signalCode !== null || daemon.child.pid === undefined) return;
+    const cutBefore = () => (daemon.child.signalCode === 'SIGKILL' ? 'cut' : 'stopped');
+    if (daemon.child.exitCode !== null || daemon.child.signalCode !== null || daemon.child.pid === undefined) return cutBefore();
     daemon.child.kill('SIGTERM');
     const grace = this.options.stopGraceMs ?? 5000;
     let timer: NodeJS.Timeout | undefined;
@@ -313,7 +323,9 @@ class SimulatedPi {
       this.log(`the daemon did not stop within ${grace / 1000} s of SIGTERM: SIGKILL`);
       daemon.child.kill('SIGKILL');
       await daemon.exited;
+      return 'stopped';
     }
+    return cutBefore();
   }
 
   private end(exit: SimulatorExit): void {

@@ -1,17 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { retryDelayMs } from '../../src/download/retry-policy.js';
-
-/** mulberry32: a small seeded generator, so the distribution checks see the same numbers each run. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seeded } from '../helpers/seeded-random.js';
 
 const policy = { firstDelayMs: 1000, maxDelayMs: 60_000 };
 

@@ -1,6 +1,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { World, waitFor, type SimulatedPi, type StatusJson, type StatusUpdate } from './world.js';
 import { startCheck, statusPathViolations, TERMINAL, updateViolations, type CheckedUpdate, type UpdateObservation } from './invariants.js';
+import { seeded } from '../helpers/seeded-random.js';
 
 // Power cuts at random instants over many updates, with the real daemon in `piota simulate`, the
 // hub emulator and HTTPS on loopback. Each simulated Pi runs its updates one after the other (the
@@ -32,18 +33,6 @@ const IMAGE = { rootfsBytes: 192 * 1024, bootBytes: 32 * 1024, chunkSize: 32 * 1
 /** The download is slowed so that it is a fair share of an update, as it is on a real Pi. */
 const DOWNLOAD_BYTES_PER_SECOND = 400 * 1024;
 const PRE_APPLY = ['waiting', 'downloading', 'downloadComplete'];
-
-/** mulberry32: a small seeded generator, so a seed replays the same plan. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -181,6 +181,19 @@ describe('the simulated Pi firmware', () => {
     sim = undefined;
   });
 
+  it('a power cut while the system shuts down for a tryboot boots [all]: the reboot argument never reached the firmware', async () => {
+    await start({ stopGraceMs: 60_000 }, { STUB_IGNORE_TERM: '1' });
+    const first = await waitForSim(layout.simJson, 'the first boot', running(1));
+    await boot.prepareTrial('B');
+    expect((await rebootCommand(true)).status).toBe(0);
+    // The shutdown has begun (the daemon got its SIGTERM, and ignores it): now the power goes.
+    for (let i = 0; i < 200 && !(await stubEvents(stubLog)).some((e) => e.event === 'sigterm'); i++) await new Promise((r) => setTimeout(r, 25));
+    process.kill(first.daemonPid!, 'SIGKILL');
+    const after = await waitForSim(layout.simJson, 'the boot after the cut', running(2));
+    expect(after).toMatchObject({ bootedSlot: 'A', trial: false });
+    expect(await deviceTree('tryboot')).toBe(0);
+  });
+
   it('SIGKILLs a daemon that ignores SIGTERM at reboot, and that is not a power cut', async () => {
     await start({ stopGraceMs: 300 }, { STUB_IGNORE_TERM: '1' });
     await waitForSim(layout.simJson, 'the first boot', running(1));

@@ -118,7 +118,9 @@ async function fellBack(ctx: PhaseContext): Promise<PhaseOutcome | undefined> {
   if ((await ctx.ports.boot.bootedSlot()) === targetSlot) return undefined;
   return {
     event: 'fellBack',
-    error: { code: 'trialFailed', message: `the trial boot of slot ${targetSlot} did not come up healthy; the board is back on slot ${fromSlot}` },
+    // From here the daemon cannot tell a trial that came up and fell back from a reboot that never
+    // reached the trial (power lost first): the message says both.
+    error: { code: 'trialFailed', message: `slot ${targetSlot} was not running after the trial reboot (the trial did not come up healthy, or the power went before it started); the board is on slot ${fromSlot}` },
   };
 }
 
