@@ -69,4 +69,11 @@ describe('the error codes', () => {
     const documented = [...section.matchAll(/^\| `([a-zA-Z0-9]+)` \|/gm)].map((m) => m[1]).sort();
     expect(documented).toEqual(Object.keys(UPDATE_ERROR_CODES).sort());
   });
+
+  it('each has its source in docs/architecture.md', () => {
+    const doc = readFileSync(new URL('../../docs/architecture.md', import.meta.url), 'utf8');
+    const table = doc.slice(doc.indexOf('| raised by |'), doc.indexOf('\n\n', doc.indexOf('| raised by |')));
+    const named = new Set([...table.split('\n').map((row) => row.split('|')[3] ?? '').join(' ').matchAll(/`([a-zA-Z0-9]+)`/g)].map((m) => m[1]));
+    expect([...named].sort()).toEqual(Object.keys(UPDATE_ERROR_CODES).sort());
+  });
 });
