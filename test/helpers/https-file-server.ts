@@ -93,7 +93,9 @@ export async function startTestFileServer(options: TestFileServerOptions = {}): 
     requests.push({ path: name, range: req.headers.range, ifRange: req.headers['if-range'] as string | undefined });
     const delay = faults.delayHeadersMs;
     faults.delayHeadersMs = undefined;
-    if (delay) setTimeout(() => answer(name, req.headers, res), delay);
+    // A client that gave up while the answer was delayed gets nothing: it must not use up the
+    // one-shot faults that a later request (a later test) set.
+    if (delay) setTimeout(() => (res.destroyed || req.socket.destroyed ? undefined : answer(name, req.headers, res)), delay);
     else answer(name, req.headers, res);
   });
 
