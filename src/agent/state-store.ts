@@ -41,9 +41,13 @@ export class StateStore {
     this.previousPath = `${this.path}.prev`;
   }
 
-  /** Reads the state without changing anything on disk (for `piota status`); throws StateFileError. */
+  /**
+   * Reads the state without changing anything on disk (for `piota status`); throws StateFileError.
+   * A save replaces the file with two renames: a reader that comes between them finds only the
+   * previous generation, which is then the current picture.
+   */
   async read(): Promise<DeviceState> {
-    return (await readStateFile(this.path, Infinity, validateDeviceState)) ?? emptyState();
+    return (await readStateFile(this.path, Infinity, validateDeviceState)) ?? (await this.readPrevious()) ?? emptyState();
   }
 
   /**

@@ -144,7 +144,7 @@ describe('downloadToSlot', () => {
 });
 
 describe('the downloading phase: retries', () => {
-  function run(server: ReturnType<typeof memoryServer>, attempts = 3) {
+  function run(server: ReturnType<typeof memoryServer>, attempts = 3, download: Record<string, unknown> = {}) {
     const state = stateWith(updateIn('downloading'));
     const clock = new FakeClock();
     const storage = new MemoryStorage(Object.values(config.slots.B), 64 * 1024);
@@ -155,7 +155,7 @@ describe('the downloading phase: retries', () => {
       statusChanged: () => undefined,
       refreshInventory: async () => undefined,
       logger: silentLogger,
-      settings: { config: testConfig({ download: { retry: { attempts, firstDelaySeconds: 1, maxDelaySeconds: 4 } } }), trustedKeys: [made.key.publicKeyPem] },
+      settings: { config: testConfig({ download: { retry: { attempts, firstDelaySeconds: 1, maxDelaySeconds: 4 }, ...download } }), trustedKeys: [made.key.publicKeyPem] },
       ports: fakePorts({
         boot: new FakeBoot(),
         clock,
@@ -186,6 +186,14 @@ describe('the downloading phase: retries', () => {
     expect(r.clock.naps[0]).toBeLessThanOrEqual(1000);
     expect(r.clock.naps[1]).toBeGreaterThanOrEqual(1000);
     expect(r.clock.naps[1]).toBeLessThanOrEqual(2000);
+  });
+
+  it('passes fractional seconds from the config as whole milliseconds (1.1 s is not 1100.0000000000002 ms)', async () => {
+    const server = memoryServer(made.bytes);
+    const r = run(server, 3, { idleTimeoutSeconds: 1.1, deadlineSeconds: 4.1 });
+    await settle(r);
+    expect(r.state.update!.phase).toBe('downloadComplete');
+    expect(server.requests[0]).toMatchObject({ idleTimeoutMs: 1100, deadlineMs: 4100 });
   });
 
   it('gives up after the configured attempts with downloadError', async () => {

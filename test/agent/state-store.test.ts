@@ -83,6 +83,16 @@ describe('the state store', () => {
     });
   });
 
+  it('piota status between the two renames of a save reads the previous generation, not "no update"', async () => {
+    await withDir(async (dir) => {
+      const store = new StateStore(dir);
+      await store.save(stateWith(updateIn('downloading')));
+      await store.save(stateWith(updateIn('downloadComplete')));
+      await rm(store.path);
+      expect((await store.read()).update?.phase).toBe('downloading');
+    });
+  });
+
   it('missing: an empty state', async () => {
     await withDir(async (dir) => {
       const { state, recovery } = await new StateStore(dir).load();

@@ -143,8 +143,10 @@ export function updateViolations(o: UpdateObservation): string[] {
   }
   if (sim.bootedSlot !== status.bootedSlot) fail(`the board booted ${sim.bootedSlot} but piota status says ${status.bootedSlot}`);
   if (sim.trial !== status.trialBoot) fail(`the board's trial flag is ${sim.trial} but piota status says ${status.trialBoot}`);
-  // A committed trial boot stays a trial boot until the next reboot; only success may end in one.
-  if (sim.trial && final !== 'applyComplete') fail(`${final}, yet the board runs a trial boot of slot ${sim.bootedSlot}`);
+  // A committed trial boot stays a trial boot until the next reboot: success may end in one, and so may
+  // a failure that never rebooted, on a board that was already in that (committed) trial boot before.
+  const stillThePreviousTrial = o.before.status.trialBoot && o.before.status.bootedSlot === status.bootedSlot && status.bootedSlot === status.committedSlot;
+  if (sim.trial && final !== 'applyComplete' && !stillThePreviousTrial) fail(`${final}, yet the board runs a trial boot of slot ${sim.bootedSlot}`);
   if (o.after.committedPartition !== partitions[status.committedSlot]) {
     fail(`autoboot.txt [all] boots partition ${o.after.committedPartition}, not the committed slot ${status.committedSlot}'s`);
   }
@@ -255,6 +257,8 @@ export async function startCheck(
         patches: world.reportedPatches(pi.deviceId).slice(patchesFrom),
       };
       const fu = twin.iothubDM?.firmwareUpdate;
+      // A failure's message, for whoever reads a soak's log: the code alone does not say where.
+      if (fu?.error) console.log(`${pi.deviceId} ${updateId}: ${fu.status} ${fu.error.code}: ${fu.error.message}`);
       return { observation, final: fu?.status, errorCode: fu?.error?.code, violations: updateViolations(observation), endMs };
     },
   };

@@ -6,9 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { keyIdOf } from '../../src/bundle/keys.js';
+import { ensureBuilt } from '../simulator/helpers.js';
 
-// Builds the .deb once (scripts/build-deb.sh runs npm run build), inspects it, and, as root in
-// CI, installs, upgrades, removes and purges it with the real dpkg on this machine.
+// Builds the .deb once from dist/ as `npm test` built it (--no-build: rebuilding dist/ here would
+// rewrite the files that the end-to-end tests' daemons, running in parallel, load lazily), inspects
+// it, and, as root in CI, installs, upgrades, removes and purges it with the real dpkg on this machine.
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const version = JSON.parse(await readFile(join(repo, 'package.json'), 'utf8')).version as string;
 const CS = 'HostName=fleet.azure-devices.net;DeviceId=pi-ci;SharedAccessKey=Y2ktdGVzdC1rZXk=';
@@ -62,7 +64,8 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
     out = await mkdtemp(join(tmpdir(), 'piota-deb-'));
     const started = Date.now();
     // Two cores shared with other test files: the build (tsc, npm ci, xz) takes 20-60 s.
-    const stdout = ok(run('bash', [join(repo, 'scripts/build-deb.sh'), '--out', out], { timeout: 230_000 }));
+    ensureBuilt();
+    const stdout = ok(run('bash', [join(repo, 'scripts/build-deb.sh'), '--out', out, '--no-build'], { timeout: 230_000 }));
     deb = stdout.trim().split('\n').pop()!;
     console.log(`built ${deb} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     listing = ok(run('dpkg-deb', ['-c', deb])).trim().split('\n');

@@ -38,8 +38,9 @@ export async function downloading(ctx: PhaseContext): Promise<PhaseOutcome> {
         request: {
           ca: ctx.settings.downloadCa,
           proxy: config.download.proxy,
-          idleTimeoutMs: config.download.idleTimeoutSeconds * 1000,
-          deadlineMs: config.download.deadlineSeconds === null ? undefined : config.download.deadlineSeconds * 1000,
+          // Whole milliseconds: 1.1 s * 1000 is 1100.0000000000002, which the download refuses.
+          idleTimeoutMs: Math.round(config.download.idleTimeoutSeconds * 1000),
+          deadlineMs: config.download.deadlineSeconds === null ? undefined : Math.round(config.download.deadlineSeconds * 1000),
           minSpeed: config.download.minBytesPerSecond === null ? undefined : { bytesPerSecond: config.download.minBytesPerSecond, windowMs: 60_000 },
         },
         logger,
@@ -52,7 +53,7 @@ export async function downloading(ctx: PhaseContext): Promise<PhaseOutcome> {
     } catch (err) {
       if (ctx.signal.aborted) throw err;
       if (err instanceof DownloadError && err.transient && attempt < retry.attempts) {
-        const delay = retryDelayMs(attempt, { firstDelayMs: retry.firstDelaySeconds * 1000, maxDelayMs: retry.maxDelaySeconds * 1000 });
+        const delay = retryDelayMs(attempt, { firstDelayMs: Math.round(retry.firstDelaySeconds * 1000), maxDelayMs: Math.round(retry.maxDelaySeconds * 1000) });
         logger.warn({ updateId: ctx.update.updateId, err: err.message, attempt, retryInMs: delay }, 'download interrupted; will resume');
         await clock.sleep(delay, ctx.signal);
         continue;
