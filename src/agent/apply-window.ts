@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { DaemonConfig } from './config.js';
 import type { UpdateRecord } from './device-state.js';
 import { MaintenanceSchedule } from './maintenance-window.js';
-import { sleep } from './clock.js';
+import { systemClock, type Clock } from './clock.js';
 
 /** When an update may be applied: the maintenance-window policy. */
 export interface ApplyWindowGate {
@@ -13,13 +13,8 @@ export interface ApplyWindowGate {
   stop(): void;
 }
 
-/** Time as the gate sees it; tests pass a fake one so windows open without real waiting. */
-export interface WindowClock {
-  now(): number;
-  sleep(ms: number, signal: AbortSignal): Promise<void>;
-}
-
-const windowSystemClock: WindowClock = { now: () => Date.now(), sleep };
+/** Time as the gate sees it (the agent's clock); tests pass a fake one so windows open without real waiting. */
+export type WindowClock = Pick<Clock, 'now' | 'sleep'>;
 
 /**
  * The longest single nap while waiting: the wait is recomputed at least this often, so a clock that
@@ -33,7 +28,7 @@ const MAX_NAP_MS = 60_000;
  * Nothing of the wait is kept in memory only: it is recomputed from the persisted phase and the
  * config at every start, so it survives restarts and reboots of the old slot.
  */
-export function applyWindowGate(config: DaemonConfig, logger: Logger, clock: WindowClock = windowSystemClock): ApplyWindowGate {
+export function applyWindowGate(config: DaemonConfig, logger: Logger, clock: WindowClock = systemClock()): ApplyWindowGate {
   const schedule = config.maintenanceWindow ? new MaintenanceSchedule(config.maintenanceWindow) : null;
   // The reported properties are built often (progress, reconnects): remember the last opening found
   // while the window was closed; it stays right until that instant.

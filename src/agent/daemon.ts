@@ -150,7 +150,6 @@ async function startHoldingLock(
   };
   const runner = new UpdateRunner({
     state,
-    save,
     saveState: (next) => store.save(next),
     statusChanged,
     refreshInventory: () => inventory.refresh(),

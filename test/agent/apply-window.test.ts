@@ -93,7 +93,6 @@ describe('cancelling around the window', () => {
     let saves = 0;
     const runner = new UpdateRunner({
       state,
-      save: async () => void saves++,
       saveState: async () => void saves++,
       statusChanged: () => undefined,
       refreshInventory: async () => undefined,

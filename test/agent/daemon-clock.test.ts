@@ -87,7 +87,9 @@ describe('the daemon with a wrong wall clock', () => {
   it('a clock a year behind the floor: waits its bound (1 s), then connects anyway and says so', async () => {
     const r = await runDevice('clock-behind', skewedClock(-365 * DAY), Date.now());
     expect(r.clock.decision).toBe('gaveUp');
-    expect(r.clock.waitedSeconds).toBeLessThanOrEqual(2);
+    // Its bound (1 s), not the default 300 s: a loaded machine may add a few seconds of scheduling.
+    expect(r.clock.waitedSeconds).toBeGreaterThanOrEqual(1);
+    expect(r.clock.waitedSeconds).toBeLessThan(30);
   });
 
   it('1970 at boot on a device that has a floor: gives up waiting after its bound and reaches the hub', async () => {

@@ -150,7 +150,6 @@ describe('the downloading phase: retries', () => {
     const storage = new MemoryStorage(Object.values(config.slots.B), 64 * 1024);
     const runner = new UpdateRunner({
       state,
-      save: async () => undefined,
       saveState: async () => undefined,
       statusChanged: () => undefined,
       refreshInventory: async () => undefined,

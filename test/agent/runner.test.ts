@@ -40,10 +40,6 @@ function harness(state: DeviceState, opts: { booted?: 'A' | 'B'; hubReached?: bo
   let statusChanges = 0;
   const runner = new UpdateRunner({
     state,
-    save: async () => {
-      saves.push(state.update!.phase);
-      log.push(`save:${state.update!.phase}`);
-    },
     saveState: async (next) => {
       if (opts.failSaves && --opts.failSaves.count >= 0) throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
       saves.push(next.update!.phase);

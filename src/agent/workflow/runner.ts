@@ -6,9 +6,7 @@ import { toUpdateError, type UpdateError } from './update-errors.js';
 
 export interface RunnerDeps {
   state: DeviceState;
-  /** Persists the whole state (the runner calls it before any phase's work starts). */
-  save(): Promise<void>;
-  /** Persists `state`, a picture that is not (yet) the live one. */
+  /** Persists `state`: the live state, or a picture that is not (yet) the live one. */
   saveState(state: DeviceState): Promise<void>;
   /** A status changed: report it. */
   statusChanged(): void;
@@ -97,6 +95,11 @@ export class UpdateRunner {
     return done.then(() => true);
   }
 
+  /** Persists the live state. */
+  private save(): Promise<void> {
+    return this.deps.saveState(this.deps.state);
+  }
+
   /** Stops the current phase's work without a transition (daemon shutdown); it resumes at the next start. */
   async stop(): Promise<void> {
     this.stopped = true;
@@ -113,7 +116,7 @@ export class UpdateRunner {
       if (fromDisk) {
         // A phase found at start-up counts as entered again: that is how reboot loops show.
         update.entries[update.phase] = (update.entries[update.phase] ?? 0) + 1;
-        await this.deps.save();
+        await this.save();
       }
       const outcome = await this.runPhase(update, fromDisk);
       if (outcome === 'stopped') return;
@@ -140,7 +143,7 @@ export class UpdateRunner {
       update,
       resumed,
       signal: abort.signal,
-      save: this.deps.save,
+      save: () => this.save(),
     };
     try {
       return await work(ctx);

@@ -64,10 +64,6 @@ export class UpdateFailure extends Error {
   }
 }
 
-export function isUpdateErrorCode(value: unknown): value is UpdateErrorCode {
-  return typeof value === 'string' && Object.hasOwn(UPDATE_ERROR_CODES, value);
-}
-
 /** The one translation of any error into the twin's vocabulary. */
 export function toUpdateError(err: unknown): UpdateError {
   if (err instanceof UpdateFailure) return { code: err.code, message: err.message };

@@ -6,7 +6,7 @@
 
 export const version = '0.2.0';
 
-const PHASES = [
+export const PHASES = [
   'waiting', 'downloading', 'downloadComplete', 'verifying', 'rebooting', 'checkingBoot', 'trial',
   'committing', 'rollingBack', 'applyComplete', 'applyFailed', 'downloadFailed',
 ];
