@@ -261,6 +261,27 @@ describe('stop', () => {
   });
 });
 
+describe('stop while the reports are flushed before a reboot', () => {
+  it('does not wait for the hub: the stop ends the flush at once and the phase stays on disk', async () => {
+    const image = Buffer.alloc(4096, 6);
+    const state = stateWith(updateIn('verifying', { bundle: bundle(image) }));
+    const h = harness(state);
+    image.copy(h.storage.partitions.get(rootfsB)!);
+    let flushing = false;
+    (h.ports as { flushReports: unknown }).flushReports = () => {
+      flushing = true;
+      return new Promise(() => undefined); // a hub that never acknowledges
+    };
+    h.runner.start(false);
+    await until(() => flushing);
+    const started = Date.now();
+    await h.runner.stop();
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(state.update!.phase).toBe('rebooting');
+    expect(h.boot.calls).not.toContain('startTrial B');
+  });
+});
+
 describe('errors are mapped once, to the closed list', () => {
   it('a busy slot is slotUnavailable', async () => {
     const state = stateWith(updateIn('downloading'));

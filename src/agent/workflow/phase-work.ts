@@ -99,7 +99,7 @@ export async function rebooting(ctx: PhaseContext): Promise<PhaseOutcome> {
   if (ctx.resumed) return { event: 'restarted' };
   const { targetSlot } = ctx.update;
   const timeoutS = ctx.settings.config.rebootTimeoutSeconds;
-  await ctx.ports.flushReports(5000);
+  await flushBeforeReboot(ctx);
   await ctx.ports.boot.startTrial(targetSlot);
   await ctx.ports.clock.sleep(timeoutS * 1000, ctx.signal);
   throw new UpdateFailure('rebootFailed', `the trial reboot into slot ${targetSlot} was requested but did not happen within ${timeoutS} s`);
@@ -161,8 +161,27 @@ export async function rollingBack(ctx: PhaseContext): Promise<PhaseOutcome> {
   const booted = await ctx.ports.boot.bootedSlot();
   if (booted === ctx.update.fromSlot) return { event: 'fellBack' };
   const timeoutS = ctx.settings.config.rebootTimeoutSeconds;
-  if (!ctx.resumed) await ctx.ports.flushReports(5000);
+  if (!ctx.resumed) await flushBeforeReboot(ctx);
   await ctx.ports.boot.reboot();
   await ctx.ports.clock.sleep(timeoutS * 1000, ctx.signal);
   throw new UpdateFailure('rebootFailed', `the reboot back into slot ${ctx.update.fromSlot} did not happen within ${timeoutS} s`);
+}
+
+/**
+ * Lets the hub hear the status before the reboot (at most 5 s), but never holds up a stop: SIGTERM
+ * must end the daemon within 2 s, and the phase resumes at the next start anyway.
+ */
+async function flushBeforeReboot(ctx: PhaseContext): Promise<void> {
+  const { signal } = ctx;
+  signal.throwIfAborted();
+  let onAbort!: () => void;
+  const aborted = new Promise<never>((_resolve, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    await Promise.race([ctx.ports.flushReports(5000), aborted]);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
 }
