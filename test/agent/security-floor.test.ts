@@ -1,17 +1,10 @@
 import { describe, it, expect } from 'vitest';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { withTempDir } from '../helpers/with-temp-dir.js';
 import { SecurityFloor } from '../../src/agent/security-floor.js';
 
-async function withDir(f: (dir: string) => Promise<void>) {
-  const dir = await mkdtemp(join(tmpdir(), 'piota-floor-'));
-  try {
-    await f(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+const withDir = (f: (dir: string) => Promise<void>) => withTempDir('piota-floor-', f);
 
 describe('the anti-rollback floor', () => {
   it('starts at the highest seed (the config and the slot records) and writes it down', async () => {

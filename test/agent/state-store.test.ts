@@ -1,18 +1,10 @@
 import { describe, it, expect } from 'vitest';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { withTempDir } from '../helpers/with-temp-dir.js';
 import { StateStore } from '../../src/agent/state-store.js';
 import { stateWith, updateIn } from './fakes/ports.js';
 
-async function withDir(f: (dir: string) => Promise<void>) {
-  const dir = await mkdtemp(join(tmpdir(), 'piota-state-'));
-  try {
-    await f(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+const withDir = (f: (dir: string) => Promise<void>) => withTempDir('piota-state-', f);
 
 const damaged: Record<string, string> = {
   truncated: '{"schema":2,"data":{"slots":{"A":null,"B":nu',
