@@ -10,6 +10,7 @@ import type { SlotWriter, SlotStorage } from './ports.js';
 import type { HttpSource } from './workflow/context.js';
 import { UpdateFailure } from './workflow/update-errors.js';
 import { writePlainImage } from './plain-image.js';
+import { redactUri } from './redact-uri.js';
 
 export interface DownloadDeps {
   open: HttpSource;
@@ -75,7 +76,7 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
         signal: deps.signal,
       });
       if (second.restartedFromZero) {
-        throw new DownloadError('fileChanged', `${update.fwPackageUri} changed on the server while resuming; starting again from its header`, true);
+        throw new DownloadError('fileChanged', `${redactUri(update.fwPackageUri)} changed on the server while resuming; starting again from its header`, true);
       }
       source = second.body;
       deps.logger.info({ updateId: update.updateId, chunk: fromChunk, offset }, 'resuming the download');

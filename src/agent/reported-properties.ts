@@ -2,6 +2,7 @@ import type { Slot } from '../boot/backend.js';
 import type { ClockDecision } from './clock-floor.js';
 import { reportedStatus, targetVersion, updateProgress, type DeviceState } from './device-state.js';
 import { redactUri } from './redact-uri.js';
+import { maskSecretsInText } from '../os/logger.js';
 
 /** What the daemon knows besides the state file when it reports. */
 export interface InventoryFacts {
@@ -63,7 +64,8 @@ function firmwareUpdateSection(state: DeviceState, facts: InventoryFacts) {
   return {
     status: reportedStatus(u.phase),
     fwPackageUri: redactUri(u.fwPackageUri),
-    error: u.error ? { code: u.error.code, message: u.error.message } : null,
+    // Messages may quote a server's answer or a URI: the log's own masking keeps keys and signatures out.
+    error: u.error ? { code: u.error.code, message: maskSecretsInText(u.error.message) } : null,
     startedWaitingTime: u.times.startedWaitingTime,
     startedDownloadingTime: u.times.startedDownloadingTime,
     downloadCompleteTime: u.times.downloadCompleteTime,
