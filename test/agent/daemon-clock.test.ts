@@ -7,7 +7,7 @@ import type { Clock } from '../../src/agent/clock.js';
 import { sleep } from '../../src/agent/clock.js';
 import { validateConfig } from '../../src/agent/config.js';
 import { generateKeyPair } from '../../src/bundle/keys.js';
-import { serviceRegistry } from '../../src/service/hub-connection.js';
+import { serviceClient, serviceRegistry } from '../../src/service/hub-connection.js';
 import { removeDir, startTestHub, tempDir } from '../hub-emulator/helpers.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { FakeBoot, silentLogger } from './fakes/ports.js';
@@ -64,8 +64,9 @@ async function runDevice(id: string, clock: Clock, persistedFloor: number | null
       return r.piota?.clock ? r : undefined;
     }, 20_000);
     // Make the daemon save its state once (an update that fails at once: nothing listens there).
-    const { result } = await (await import('../../src/service/hub-connection.js')).serviceClient(hub.info)
-      .invokeDeviceMethod(id, { methodName: 'firmwareUpdate', payload: { fwPackageUri: 'https://127.0.0.1:1/fw.piota' }, responseTimeoutInSeconds: 10 });
+    // IoT Hub answers 404 to a method for a device whose subscription it does not have yet; callers retry.
+    const { result } = await waitFor('the device to take the method', () =>
+      serviceClient(hub.info).invokeDeviceMethod(id, { methodName: 'firmwareUpdate', payload: { fwPackageUri: 'https://127.0.0.1:1/fw.piota' }, responseTimeoutInSeconds: 10 }), 20_000);
     expect((result as { status: number }).status).toBe(200);
     await waitFor('the update to end', async () => JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8')).data.update?.phase === 'downloadFailed', 20_000);
     const persisted = JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8')).data.newestTimestamp as number;
