@@ -72,7 +72,9 @@ describe('the daemon behind a proxy', () => {
       }, 20_000);
       expect(proxy.tunnels).toContain(`localhost:${hub.info.httpsPort}`);
       expect(hub.connectedDevices()).toContain(id);
-      const { result } = await serviceClient(hub.info).invokeDeviceMethod(id, { methodName: 'firmwareUpdate', payload: { fwPackageUri: files.url('fw.piota') }, responseTimeoutInSeconds: 10 });
+      // IoT Hub answers 404 while it does not have the device's method subscription yet; callers retry.
+      const { result } = await waitFor('the device to take the method', () =>
+        serviceClient(hub.info).invokeDeviceMethod(id, { methodName: 'firmwareUpdate', payload: { fwPackageUri: files.url('fw.piota') }, responseTimeoutInSeconds: 10 }), 20_000);
       expect((result as { status: number }).status).toBe(200);
       // Downloaded and read back (the stand-in firmware never reboots: the update waits in applying).
       await waitFor('the download through the proxy', async () => {
