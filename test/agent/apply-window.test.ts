@@ -79,7 +79,10 @@ describe('the apply-window gate', () => {
   });
 
   it('stops waiting when the signal aborts (a cancel)', async () => {
-    const gate = applyWindowGate(config(berlinNights), logger); // the real clock: the wait is hours long
+    // The real clock, and a window 12 hours away from now, so the wait is hours long whenever this runs
+    // (a fixed window failed the test while it happened to be open).
+    const farHour = (new Date().getUTCHours() + 12) % 24;
+    const gate = applyWindowGate(config({ cron: `0 ${farHour} * * *`, durationMinutes: 60, timeZone: 'UTC' }), logger);
     const abort = new AbortController();
     const waiting = gate.waitUntilOpen(update('downloadComplete'), abort.signal);
     abort.abort(new Error('cancelled'));
