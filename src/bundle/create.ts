@@ -3,9 +3,8 @@ import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { gzip } from 'node:zlib';
-import { promisify } from 'node:util';
 import { syncDirectory } from '../os/durable-file.js';
+import { compressChunk } from './compression.js';
 import { BundleError } from './errors.js';
 import {
   DEFAULT_CHUNK_SIZE,
@@ -31,8 +30,6 @@ import {
   type StoredManifest,
   type StoredPayload,
 } from './manifest.js';
-
-const gzipAsync = promisify(gzip);
 
 export interface CreateBundleOptions {
   /** The bundle file to write (replaced atomically when complete). */
@@ -157,7 +154,7 @@ async function writePayload(
       const image = Buffer.allocUnsafe(length);
       await readFully(input, image, length, at, source);
       imageHash.update(image);
-      const stored = compression === 'gzip' ? gzipAsync(image) : Promise.resolve(image);
+      const stored = compressChunk(compression, image);
       stored.catch(() => undefined); // awaited in order by writeNext; this only keeps an early failure from being "unhandled"
       inFlight.push({ at, length, stored });
       if (inFlight.length >= COMPRESS_AHEAD) await writeNext();

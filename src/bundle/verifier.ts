@@ -1,7 +1,6 @@
 import { createHash, type KeyObject } from 'node:crypto';
-import { gunzip } from 'node:zlib';
-import { promisify } from 'node:util';
 import { ByteReader, type ByteStream } from './byte-reader.js';
+import { expandChunk } from './compression.js';
 import { BundleError } from './errors.js';
 import {
   MAGIC,
@@ -15,8 +14,7 @@ import {
 } from './format.js';
 import { keyIdOf, loadPublicKey, verifyMessage } from './keys.js';
 import { parseManifest, type BundleManifest, type ChunkInfo } from './manifest.js';
-
-const gunzipAsync = promisify(gunzip);
+import type { Compression } from './compression.js';
 
 /** What a device trusts and is: the daemon builds this from its config and state. */
 export interface DeviceTrust {
@@ -157,18 +155,13 @@ export async function readVerifiedHeader(source: AsyncIterable<Uint8Array>, trus
   return verifyHeader(source, trust);
 }
 
-async function expand(stored: Buffer, chunk: ChunkInfo): Promise<Buffer> {
-  let data: Buffer;
+async function expand(stored: Buffer, chunk: ChunkInfo, compression: Compression): Promise<Buffer> {
   try {
-    // maxOutputLength stops a chunk that would expand past its declared size (a decompression bomb).
-    data = await gunzipAsync(stored, { maxOutputLength: chunk.imageSize });
+    return await expandChunk(compression, stored, chunk.imageSize);
   } catch (err) {
-    throw new BundleError('malformed', `chunk ${chunk.index} of ${chunk.payload}: its gzip data does not expand to ${chunk.imageSize} bytes (${(err as Error).message})`);
+    if (err instanceof BundleError) throw new BundleError(err.code, `chunk ${chunk.index} of ${chunk.payload}: ${err.message}`);
+    throw err;
   }
-  if (data.length !== chunk.imageSize) {
-    throw new BundleError('malformed', `chunk ${chunk.index} of ${chunk.payload}: expands to ${data.length} bytes, the manifest says ${chunk.imageSize}`);
-  }
-  return data;
 }
 
 /** Reads chunk `chunk`'s stored bytes and checks their hash (and, for the last chunk, that nothing follows). */
@@ -207,7 +200,7 @@ export async function* verifyChunks(
   const readAhead = (index: number): Promise<Buffer> => {
     const chunk = chunks[index];
     const next = readStoredChunk(reader, header, chunk).then((stored) =>
-      compressionOf.get(chunk.payload) === 'gzip' ? expand(stored, chunk) : stored,
+      expand(stored, chunk, compressionOf.get(chunk.payload)!),
     );
     next.catch(() => undefined); // awaited in turn below; this keeps an early failure from counting as unhandled
     return next;
