@@ -15,9 +15,11 @@ import { join } from 'node:path';
 
 export interface RootSpec {
   suite: string;
-  variant: 'minbase' | 'apt';
+  variant: 'minbase' | 'apt' | 'extract';
   packages: readonly string[];
   mirror: string;
+  /** A Debian architecture (arm64...); the host's when absent. A foreign one needs variant 'extract'. */
+  arch?: string;
 }
 
 /** Raspberry Pi OS trixie's systemd (257) and Node.js (20), on the host's architecture. */
@@ -79,6 +81,7 @@ export async function ensureRoot(spec: RootSpec = TRIXIE_WITH_NODE): Promise<Bui
   const partial = await mkdtemp(join(root, '..', 'building-'));
   const target = join(partial, 'root');
   const args = ['--mode=root', `--variant=${spec.variant}`, `--include=${spec.packages.join(',')}`];
+  if (spec.arch) args.push(`--arch=${spec.arch}`);
   if (existsSync(DEBIAN_KEYRING)) args.push(`--keyring=${DEBIAN_KEYRING}`);
   const r = await runToEnd('mmdebstrap', [...args, spec.suite, target, spec.mirror], 600_000);
   if (r.code !== 0) {
