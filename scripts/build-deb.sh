@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds piota_<version>_all.deb with dpkg-deb: the compiled program and its production
-# dependencies in /usr/lib/piota, /usr/bin/piota, the systemd units (the agent, and the trial
-# guard with its timer), /etc/piota/config.json
+# dependencies in /usr/lib/piota, /usr/bin/piota, the systemd units (the agent, first-boot
+# provisioning, and the trial guard with its timer) and their preset, /etc/piota/config.json
 # (a conffile) and the maintainer scripts. Pure JavaScript, so one package serves every Pi.
 #
 #   scripts/build-deb.sh [--out DIR] [--no-build]
@@ -43,7 +43,7 @@ stage="$(mktemp -d "${TMPDIR:-/tmp}/piota-deb.XXXXXX")"
 trap 'rm -rf "$stage"' EXIT
 root="$stage/root"
 lib="$root/usr/lib/piota"
-mkdir -p "$lib" "$root/usr/bin" "$root/usr/lib/systemd/system" "$root/etc/piota" \
+mkdir -p "$lib" "$root/usr/bin" "$root/usr/lib/systemd/system" "$root/usr/lib/systemd/system-preset" "$root/etc/piota" \
   "$root/usr/share/doc/piota" "$root/DEBIAN"
 
 # The program: what `npm run build` produced (JavaScript only: no maps pointing at absent
@@ -78,9 +78,11 @@ rm -rf "$lib/node_modules/@types"
 find "$lib/node_modules" -type d -empty -delete
 
 ln -s ../lib/piota/bin/piota.js "$root/usr/bin/piota"
-for unit in piota.service piota-trial-guard.service piota-trial-guard.timer; do
+for unit in piota.service piota-provision.service piota-trial-guard.service piota-trial-guard.timer; do
   cp "systemd/$unit" "$root/usr/lib/systemd/system/$unit"
 done
+# Every unit postinst enables, for `systemctl preset` and image builders (piota image convert).
+cp systemd/80-piota.preset "$root/usr/lib/systemd/system-preset/80-piota.preset"
 cp config.example.json "$root/etc/piota/config.json"
 cp README.md "$root/usr/share/doc/piota/README.md"
 [ -f docs/raspberry-pi.md ] && cp docs/raspberry-pi.md "$root/usr/share/doc/piota/raspberry-pi.md"
@@ -99,9 +101,10 @@ EOF
 cat >"$root/DEBIAN/postinst" <<'EOF'
 #!/bin/sh
 set -e
-# The agent, and the timer of the trial guard (its service is started by the timer only).
+# The agent, first-boot provisioning, and the timer of the trial guard (its service is started by
+# the timer only): the units of /usr/lib/systemd/system-preset/80-piota.preset.
 if [ "$1" = configure ] || [ "$1" = abort-upgrade ] || [ "$1" = abort-deconfigure ] || [ "$1" = abort-remove ]; then
-  for unit in piota.service piota-trial-guard.timer; do
+  for unit in piota.service piota-provision.service piota-trial-guard.timer; do
     # Removes only the mask deb-systemd-helper made when the package was removed.
     deb-systemd-helper unmask "$unit" >/dev/null || true
     # was-enabled is true for a new installation.
@@ -143,12 +146,12 @@ cat >"$root/DEBIAN/postrm" <<'EOF'
 set -e
 if [ -d /run/systemd/system ]; then systemctl --system daemon-reload >/dev/null || true; fi
 if [ "$1" = remove ] && [ -x /usr/bin/deb-systemd-helper ]; then
-  deb-systemd-helper mask piota.service piota-trial-guard.timer >/dev/null || true
+  deb-systemd-helper mask piota.service piota-provision.service piota-trial-guard.timer >/dev/null || true
 fi
 if [ "$1" = purge ]; then
   if [ -x /usr/bin/deb-systemd-helper ]; then
-    deb-systemd-helper purge piota.service piota-trial-guard.timer >/dev/null || true
-    deb-systemd-helper unmask piota.service piota-trial-guard.timer >/dev/null || true
+    deb-systemd-helper purge piota.service piota-provision.service piota-trial-guard.timer >/dev/null || true
+    deb-systemd-helper unmask piota.service piota-provision.service piota-trial-guard.timer >/dev/null || true
   fi
   # The fleet config and the device's state (its connection string included). A stateDir other
   # than the default is not known here (the config is already gone): install.sh --uninstall

@@ -10,7 +10,8 @@
 #
 # --autoboot FILE        the tryboot autoboot.txt (default $PIOTA_AUTOBOOT_FILE, which the unit sets,
 #                        else /boot/bootconfig/autoboot.txt)
-# --device-tree DIR      the bootloader's values (default /proc/device-tree/chosen/bootloader)
+# --device-tree DIR      the bootloader's values (default /sys/firmware/devicetree/base/chosen/bootloader,
+#                        which /proc/device-tree/chosen/bootloader links to on a Pi)
 # --reboot-command CMD   run through sh -c to reboot (default "systemctl reboot")
 # --dry-run              say what would happen, never reboot
 # Exit 0: nothing to do, or the reboot was asked for. Non-zero: an input could not be read or
@@ -20,7 +21,7 @@ set -u
 
 # The unit sets PIOTA_AUTOBOOT_FILE; install.sh --autoboot-file changes it with a drop-in.
 autoboot=${PIOTA_AUTOBOOT_FILE:-/boot/bootconfig/autoboot.txt}
-devicetree=/proc/device-tree/chosen/bootloader
+devicetree=/sys/firmware/devicetree/base/chosen/bootloader
 reboot_command='systemctl reboot'
 dry_run=0
 
@@ -34,7 +35,7 @@ while [ $# -gt 0 ]; do
     --device-tree) [ $# -ge 2 ] || usage_error "--device-tree needs a directory"; devicetree="$2"; shift 2 ;;
     --reboot-command) [ $# -ge 2 ] || usage_error "--reboot-command needs a command"; reboot_command="$2"; shift 2 ;;
     --dry-run) dry_run=1; shift ;;
-    -h|--help) sed -n '9,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '9,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) usage_error "unknown option '$1' (see --help)" ;;
   esac
 done

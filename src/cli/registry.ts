@@ -19,5 +19,6 @@ export const commands: CommandEntry[] = [
   { path: ['bundle', 'sign'], summary: 'add a signature to a bundle', load: async () => (await import('./bundle-sign.js')).bundleSign },
   { path: ['bundle', 'verify'], summary: 'check a bundle: signature, compatibility and every hash', load: async () => (await import('./bundle-verify.js')).bundleVerify },
   { path: ['bundle', 'info'], summary: "print a bundle's manifest", load: async () => (await import('./bundle-info.js')).bundleInfo },
+  { path: ['provision'], summary: 'first boot: move the connection string dropped on the bootconfig partition to the data partition', load: async () => (await import('./provision.js')).provisionCommand },
   { path: ['config', 'check'], summary: "check a config or connection string file with the daemon's own rules", load: async () => (await import('./config-check.js')).configCheckCommand },
 ];

@@ -94,6 +94,7 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       '/usr/lib/systemd/system/piota.service', '/etc/piota/config.json', '/usr/share/doc/piota/copyright',
       '/usr/share/doc/piota/raspberry-pi.md', '/usr/lib/piota/install.sh',
       '/usr/lib/piota/trial-guard.sh', '/usr/lib/systemd/system/piota-trial-guard.service', '/usr/lib/systemd/system/piota-trial-guard.timer',
+      '/usr/lib/systemd/system/piota-provision.service', '/usr/lib/systemd/system-preset/80-piota.preset',
     ]) expect(p).toContain(expected);
     expect(p).toContain('/usr/bin/piota -> ../lib/piota/bin/piota.js');
     // Nothing for development (type declarations included), nothing compiled for one architecture, no source maps.
@@ -124,8 +125,10 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
     let createdData = false;
     let mountedData = false;
     const installedPaths = ['/usr/lib/piota', '/usr/bin/piota', '/usr/lib/systemd/system/piota.service',
-      '/usr/lib/systemd/system/piota-trial-guard.service', '/usr/lib/systemd/system/piota-trial-guard.timer'];
+      '/usr/lib/systemd/system/piota-trial-guard.service', '/usr/lib/systemd/system/piota-trial-guard.timer',
+      '/usr/lib/systemd/system/piota-provision.service', '/usr/lib/systemd/system-preset/80-piota.preset'];
     const wants = '/etc/systemd/system/multi-user.target.wants/piota.service';
+    const provisionWants = '/etc/systemd/system/multi-user.target.wants/piota-provision.service';
     const timerWants = '/etc/systemd/system/timers.target.wants/piota-trial-guard.timer';
     const status = () => run('dpkg-query', ['-W', '-f=${Status} ${Version}', 'piota']);
 
@@ -172,12 +175,19 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       expect(r.status, r.stderr).toBe(0);
       expect(status().stdout).toBe(`install ok installed ${version}`);
       expect(ok(run('/usr/bin/piota', ['--version'])).trim()).toBe(version);
-      const units = ['piota.service', 'piota-trial-guard.service', 'piota-trial-guard.timer'].map((u) => `/usr/lib/systemd/system/${u}`);
+      const units = ['piota.service', 'piota-provision.service', 'piota-trial-guard.service', 'piota-trial-guard.timer'].map((u) => `/usr/lib/systemd/system/${u}`);
       const verify = run('systemd-analyze', ['verify', ...units]);
       expect({ status: verify.status, stderr: verify.stderr }).toEqual({ status: 0, stderr: '' });
       expect(existsSync(wants)).toBe(true);
       // deb-systemd-helper links to /lib/systemd/system/… where /lib is the merged /usr/lib.
       expect(readlinkSync(timerWants)).toMatch(/^(\/usr)?\/lib\/systemd\/system\/piota-trial-guard\.timer$/);
+      expect(existsSync(provisionWants)).toBe(true);
+      // The preset names exactly the units the installation enabled (image builders enable what it lists).
+      const preset = readFileSync('/usr/lib/systemd/system-preset/80-piota.preset', 'utf8').split('\n')
+        .filter((l) => l.startsWith('enable ')).map((l) => l.slice('enable '.length).trim()).sort();
+      const enabled = readdirSync('/etc/systemd/system').filter((d) => d.endsWith('.wants'))
+        .flatMap((d) => readdirSync(join('/etc/systemd/system', d)).filter((u) => u.startsWith('piota'))).sort();
+      expect(enabled).toEqual(preset);
     });
 
     it('keeps a changed config, the state and a disabled service across an upgrade', slow, async () => {
@@ -201,6 +211,7 @@ describe.skipIf(!haveDpkgDeb)('piota .deb', () => {
       for (const p of installedPaths) expect(existsSync(p), p).toBe(false);
       expect(existsSync(wants)).toBe(false);
       expect(existsSync(timerWants)).toBe(false);
+      expect(existsSync(provisionWants)).toBe(false);
       // As debhelper's scripts do: a removed package's units are masked until purge or reinstall.
       expect(readlinkSync('/etc/systemd/system/piota.service')).toBe('/dev/null');
       expect(readlinkSync('/etc/systemd/system/piota-trial-guard.timer')).toBe('/dev/null');

@@ -217,7 +217,7 @@ describe('systemd/piota-trial-guard.{service,timer}', () => {
   it('a oneshot that runs the installed script with the defaults spelled out, allowed to reboot', () => {
     const s = settings(service);
     expect(s).toContain('Type=oneshot');
-    expect(s).toContain('ExecStart=/usr/lib/piota/trial-guard.sh --device-tree /proc/device-tree/chosen/bootloader --reboot-command "systemctl reboot"');
+    expect(s).toContain('ExecStart=/usr/lib/piota/trial-guard.sh --device-tree /sys/firmware/devicetree/base/chosen/bootloader --reboot-command "systemctl reboot"');
     // autoboot.txt through the environment, so a drop-in (install.sh --autoboot-file) can change it.
     expect(s).toContain('Environment=PIOTA_AUTOBOOT_FILE=/boot/bootconfig/autoboot.txt');
     expect(s).toContain('ProtectSystem=strict');
