@@ -10,6 +10,7 @@ import type { SlotWriter, SlotStorage } from './ports.js';
 import type { HttpSource } from './workflow/context.js';
 import { UpdateFailure } from './workflow/update-errors.js';
 import { writePlainImage } from './plain-image.js';
+import { AlignedBufferPool } from '../slots/aligned-buffer.js';
 import { redactUri } from './redact-uri.js';
 
 export interface DownloadDeps {
@@ -30,6 +31,12 @@ export interface DownloadDeps {
   /** The device config allows unsigned plain images pinned by sha256. */
   allowPlainImages?: boolean;
 }
+
+/**
+ * Chunks in flight behind the one being written: one arriving from the network while another is
+ * hashed (and expanded) on libuv's pool. More would only hold memory: the slowest stage sets the pace.
+ */
+const READ_AHEAD = 2;
 
 /**
  * Streams the bundle at the update's URI through the verifier straight into the target slot: no
@@ -94,10 +101,14 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
     }
     let lastCheckpoint = Date.now();
     const interval = deps.checkpointIntervalMs ?? 2000;
-    for await (const chunk of verifyChunks(header, source, fromChunk)) {
+    // A few aligned buffers, reused for the whole install: memory stays flat whatever the image size,
+    // and the writer sends them to the medium with O_DIRECT.
+    const buffers = new AlignedBufferPool(Math.max(...header.manifest.payloads.map((p) => p.chunkSize)));
+    for await (const chunk of verifyChunks(header, source, fromChunk, { readAhead: READ_AHEAD, buffers })) {
       if (deps.signal.aborted) throw deps.signal.reason;
       const info = header.manifest.chunks[chunk.index];
       await writers.get(chunk.payload)!.write(chunk.imageOffset, chunk.data);
+      chunk.release();
       update.bytesDownloaded = info.bundleOffset + info.storedSize;
       deps.progress(update);
       if (Date.now() - lastCheckpoint >= interval) {

@@ -1,4 +1,4 @@
-import { createHash, type KeyObject } from 'node:crypto';
+import { createHash, webcrypto, type KeyObject } from 'node:crypto';
 import { ByteReader, type ByteStream } from './byte-reader.js';
 import { expandChunk } from './compression.js';
 import { BundleError } from './errors.js';
@@ -58,8 +58,10 @@ export interface VerifiedChunk {
   payload: string;
   /** Where `data` goes in the payload's image. */
   imageOffset: number;
-  /** The chunk's expanded image bytes (a fresh buffer the caller may keep). */
+  /** The chunk's expanded image bytes: the caller's to keep, unless it hands them back with `release`. */
   data: Buffer;
+  /** Hands `data` back to the VerifyChunksOptions.buffers pool once the caller is done with it (a no-op without a pool). */
+  release(): void;
 }
 
 interface TrustedKey {
@@ -164,19 +166,77 @@ async function expand(stored: Buffer, chunk: ChunkInfo, compression: Compression
   }
 }
 
-/** Reads chunk `chunk`'s stored bytes and checks their hash (and, for the last chunk, that nothing follows). */
-async function readStoredChunk(reader: ByteReader, header: VerifiedHeader, chunk: ChunkInfo): Promise<Buffer> {
-  const stored = Buffer.allocUnsafe(chunk.storedSize);
-  const hash = createHash('sha256');
-  const got = await reader.fill(stored, (piece) => hash.update(piece));
-  const where = `chunk ${chunk.index} of ${chunk.payload} (bundle bytes ${chunk.bundleOffset}..${chunk.bundleOffset + chunk.storedSize})`;
+/**
+ * Where the verifier reads a chunk's stored bytes: a pool lets the daemon reuse a few aligned
+ * buffers (O_DIRECT) for a whole install. `give` gets back each buffer the verifier or the caller
+ * (VerifiedChunk.release) is done with.
+ */
+export interface ChunkBuffers {
+  take(size: number): Buffer;
+  give(buffer: Buffer): void;
+}
+
+export interface VerifyChunksOptions {
+  /**
+   * Chunks read, hash-checked and expanded ahead of the one the caller holds (default 1). Each holds
+   * one chunk in memory; two let the network, the hash and the caller's write of three chunks overlap.
+   */
+  readAhead?: number;
+  /** Default: a fresh buffer for every chunk. */
+  buffers?: ChunkBuffers;
+}
+
+const freshBuffers: ChunkBuffers = { take: (size) => Buffer.allocUnsafe(size), give: () => undefined };
+
+/** Below this a chunk is hashed on this thread: a trip to libuv's pool would cost more than the hash. */
+const OFF_THREAD_HASH_BYTES = 256 * 1024;
+
+/**
+ * sha256 (hex) of one chunk. A large chunk is hashed by WebCrypto on libuv's pool, so the main
+ * thread keeps decrypting the next chunk from the network meanwhile (on a Pi without SHA
+ * instructions the hash costs as much CPU as TLS); each byte is hashed once, here.
+ */
+async function sha256Of(bytes: Buffer): Promise<string> {
+  if (bytes.length < OFF_THREAD_HASH_BYTES) return createHash('sha256').update(bytes).digest('hex');
+  return Buffer.from(await webcrypto.subtle.digest('SHA-256', bytes)).toString('hex');
+}
+
+interface StoredChunk {
+  stored: Buffer;
+  /** The last chunk only: bytes follow it in the stream. */
+  trailing: boolean;
+}
+
+/** Reads chunk `chunk`'s stored bytes (and, for the last chunk, whether anything follows them). */
+async function readStoredChunk(reader: ByteReader, header: VerifiedHeader, chunk: ChunkInfo, buffers: ChunkBuffers): Promise<StoredChunk> {
+  const stored = buffers.take(chunk.storedSize);
+  const got = await reader.fill(stored);
   if (got < chunk.storedSize) {
-    throw new BundleError('truncated', `the bundle ends at byte ${chunk.bundleOffset + got}, inside ${where}; the whole bundle is ${header.bundleSize} bytes`);
+    buffers.give(stored);
+    throw new BundleError('truncated', `the bundle ends at byte ${chunk.bundleOffset + got}, inside ${describeChunk(chunk)}; the whole bundle is ${header.bundleSize} bytes`);
   }
-  const digest = hash.digest('hex');
-  if (digest !== chunk.sha256) throw new BundleError('hashMismatch', `${where} has sha256 ${digest}, the signed manifest says ${chunk.sha256}`);
-  if (chunk.index === header.manifest.chunks.length - 1) await refuseTrailingBytes(reader, header);
-  return stored;
+  const trailing = chunk.index === header.manifest.chunks.length - 1 && !(await reader.atEnd());
+  return { stored, trailing };
+}
+
+function describeChunk(chunk: ChunkInfo): string {
+  return `chunk ${chunk.index} of ${chunk.payload} (bundle bytes ${chunk.bundleOffset}..${chunk.bundleOffset + chunk.storedSize})`;
+}
+
+/** Checks a read chunk's hash, then expands it: no byte is expanded (or handed out) before its hash holds. */
+async function checkAndExpand(read: StoredChunk, header: VerifiedHeader, chunk: ChunkInfo, compression: Compression, buffers: ChunkBuffers): Promise<Buffer> {
+  const { stored } = read;
+  try {
+    const digest = await sha256Of(stored);
+    if (digest !== chunk.sha256) throw new BundleError('hashMismatch', `${describeChunk(chunk)} has sha256 ${digest}, the signed manifest says ${chunk.sha256}`);
+    if (read.trailing) throw trailingBytes(header);
+    const data = await expand(stored, chunk, compression);
+    if (data !== stored) buffers.give(stored);
+    return data;
+  } catch (err) {
+    buffers.give(stored);
+    throw err;
+  }
 }
 
 /**
@@ -185,48 +245,54 @@ async function readStoredChunk(reader: ByteReader, header: VerifiedHeader, chunk
  * yielded every chunk before it. `source` starts at the bundle offset of chunk `fromChunk`, so a
  * download can resume with an HTTP Range request after a restart.
  *
- * While the caller writes one chunk, the next one is already being read, hashed and expanded, so the
- * download keeps flowing; at most two chunks (stored and expanded) are held at a time.
+ * While the caller writes one chunk, the next `readAhead` are already being read (in order, on this
+ * thread), hashed and expanded (on libuv's pool), so the download keeps flowing; at most
+ * `readAhead + 1` chunks are held at a time, whatever the bundle's size.
  */
 export async function* verifyChunks(
   header: VerifiedHeader,
   source: AsyncIterable<Uint8Array>,
   fromChunk = 0,
+  options: VerifyChunksOptions = {},
 ): AsyncGenerator<VerifiedChunk> {
   const { chunks, payloads } = header.manifest;
   const compressionOf = new Map(payloads.map((p) => [p.name, p.compression]));
+  const buffers = options.buffers ?? freshBuffers;
+  const readAhead = options.readAhead ?? 1;
   const reader = new ByteReader(source);
-  // The next chunk is read, hash-checked and expanded while the caller writes this one.
-  const readAhead = (index: number): Promise<Buffer> => {
+  // Reads follow each other on the one stream; the checks of read chunks run beside the next reads.
+  let lastRead: Promise<unknown> = Promise.resolve();
+  const launch = (index: number): Promise<Buffer> => {
     const chunk = chunks[index];
-    const next = readStoredChunk(reader, header, chunk).then((stored) =>
-      expand(stored, chunk, compressionOf.get(chunk.payload)!),
-    );
-    next.catch(() => undefined); // awaited in turn below; this keeps an early failure from counting as unhandled
-    return next;
+    const read = lastRead.then(() => readStoredChunk(reader, header, chunk, buffers));
+    lastRead = read;
+    const checked = read.then((r) => checkAndExpand(r, header, chunk, compressionOf.get(chunk.payload)!, buffers));
+    read.catch(() => undefined);
+    checked.catch(() => undefined); // awaited in turn below; this keeps an early failure from counting as unhandled
+    return checked;
   };
-  let pending: Promise<Buffer> | undefined;
+  const queue: Promise<Buffer>[] = [];
   try {
     if (!Number.isSafeInteger(fromChunk) || fromChunk < 0 || fromChunk > chunks.length) {
       throw new BundleError('invalidArgument', `fromChunk must be a chunk index from 0 to ${chunks.length}, got ${fromChunk}`);
     }
-    if (fromChunk === chunks.length) await refuseTrailingBytes(reader, header);
-    pending = fromChunk < chunks.length ? readAhead(fromChunk) : undefined;
+    if (!Number.isSafeInteger(readAhead) || readAhead < 1) throw new BundleError('invalidArgument', `readAhead must be a whole number >= 1, got ${readAhead}`);
+    if (fromChunk === chunks.length && !(await reader.atEnd())) throw trailingBytes(header);
+    let launched = fromChunk;
+    while (launched < chunks.length && queue.length < readAhead) queue.push(launch(launched++));
     for (let i = fromChunk; i < chunks.length; i++) {
       const chunk = chunks[i];
-      const data = await pending!;
-      pending = i + 1 < chunks.length ? readAhead(i + 1) : undefined;
-      yield { index: i, payload: chunk.payload, imageOffset: chunk.imageOffset, data };
+      const data = await queue.shift()!;
+      if (launched < chunks.length) queue.push(launch(launched++));
+      yield { index: i, payload: chunk.payload, imageOffset: chunk.imageOffset, data, release: () => buffers.give(data) };
     }
   } finally {
     await reader.close();
-    await pending?.catch(() => undefined);
+    for (const pending of queue) await pending.then((data) => buffers.give(data), () => undefined);
   }
 }
 
 /** A bundle longer than its manifest says is not the file that was signed: say so before the last chunk lands. */
-async function refuseTrailingBytes(reader: ByteReader, header: VerifiedHeader): Promise<void> {
-  if (!(await reader.atEnd())) {
-    throw new BundleError('malformed', `the bundle goes on past its end at byte ${header.bundleSize} (the signed manifest lists no more chunks)`);
-  }
+function trailingBytes(header: VerifiedHeader): BundleError {
+  return new BundleError('malformed', `the bundle goes on past its end at byte ${header.bundleSize} (the signed manifest lists no more chunks)`);
 }

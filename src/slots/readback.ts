@@ -3,14 +3,10 @@ import { constants } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { describePartition } from './partition.js';
 import { SlotError } from './slot-error.js';
+import { ALIGN, allocAligned } from './aligned-buffer.js';
 
-// The lib settings (ES2023, no DOM) leave out WebAssembly's types; Node has the global.
-declare const WebAssembly: { Memory: new (descriptor: { initial: number }) => { buffer: ArrayBuffer } };
-
-/** One read; a multiple of any logical block size (512 or 4096). */
-const CHUNK = 1 << 20;
-/** O_DIRECT wants lengths in whole logical blocks; a page covers both usual sizes. */
-const ALIGN = 4096;
+/** One read: large enough that the medium streams, a multiple of any logical block size (512 or 4096). */
+const CHUNK = 4 << 20;
 
 export interface ReadBack {
   sha256: string;
@@ -62,15 +58,14 @@ async function openForReadBack(path: string, mustBeDirect: boolean): Promise<{ f
   }
 }
 
+/**
+ * Two aligned buffers in turn: while one is hashed (on this thread), the next read runs on libuv's
+ * pool, so the medium and the hash overlap and the read-back takes about the longer of the two.
+ */
 async function hashPrefix(fh: FileHandle, path: string, length: number, direct: boolean, signal?: AbortSignal): Promise<string> {
   const hash = createHash('sha256');
-  // WebAssembly memory is allocated by mmap, so its first byte is page aligned.
-  const memory = new WebAssembly.Memory({ initial: CHUNK / 65536 });
-  const buffer = Buffer.from(memory.buffer, 0, CHUNK);
-  let position = 0;
-  while (position < length) {
-    // A read-back of gigabytes takes minutes on a Pi: a stop (SIGTERM) ends it between reads.
-    signal?.throwIfAborted();
+  const buffers = [allocAligned(CHUNK), allocAligned(CHUNK)];
+  const readAt = async (buffer: Buffer, position: number): Promise<number> => {
     const wanted = Math.min(CHUNK, length - position);
     const request = direct ? Math.ceil(wanted / ALIGN) * ALIGN : wanted;
     let bytesRead: number;
@@ -81,12 +76,29 @@ async function hashPrefix(fh: FileHandle, path: string, length: number, direct: 
     }
     if (bytesRead === 0) throw new SlotError('shortRead', path, `read-back ended at offset ${position}, expected ${length} bytes`);
     const used = Math.min(bytesRead, wanted);
-    hash.update(buffer.subarray(0, used));
-    position += used;
     // A short O_DIRECT read ends on a block boundary; carrying on from an unaligned position would fail.
-    if (direct && used < wanted && position % ALIGN !== 0) {
-      throw new SlotError('shortRead', path, `read-back stopped at unaligned offset ${position}, expected ${length} bytes`);
+    if (direct && used < wanted && (position + used) % ALIGN !== 0) {
+      throw new SlotError('shortRead', path, `read-back stopped at unaligned offset ${position + used}, expected ${length} bytes`);
     }
+    return used;
+  };
+  let position = 0;
+  let turn = 0;
+  let next: Promise<number> | null = length > 0 ? readAt(buffers[0], 0) : null;
+  try {
+    while (next) {
+      const used = await next;
+      const current = buffers[turn];
+      position += used;
+      // A read-back of gigabytes takes minutes on a Pi: a stop (SIGTERM) ends it between reads.
+      signal?.throwIfAborted();
+      turn ^= 1;
+      next = position < length ? readAt(buffers[turn], position) : null;
+      hash.update(current.subarray(0, used));
+    }
+  } finally {
+    // Never leave a read running into a buffer after an error.
+    await next?.catch(() => undefined);
   }
   return hash.digest('hex');
 }

@@ -3,11 +3,17 @@ import { constants } from 'node:fs';
 import { describePartition, type SlotPartition } from './partition.js';
 import { mountPointOf } from './mounts.js';
 import { SlotError } from './slot-error.js';
+import { ALIGN, isAligned } from './aligned-buffer.js';
 
 export interface PartitionWriter {
   readonly partition: SlotPartition;
   /** Bytes the partition holds. */
   readonly size: number;
+  /**
+   * True when aligned writes bypass the page cache (O_DIRECT): the medium took it. Buffers from
+   * AlignedBufferPool at block-aligned offsets go that way; anything else is written buffered.
+   */
+  readonly direct: boolean;
   /** Writes all of `data` at `offset`; refuses (before writing) anything past the end of the partition. */
   write(offset: number, data: Uint8Array): Promise<void>;
   /** fdatasync: when it resolves, every byte written so far is on the medium. */
@@ -52,14 +58,35 @@ export async function openPartitionForWrite(path: string, options: OpenForWriteO
     if (code === 'EBUSY') throw new SlotError('busy', path, 'the kernel refuses exclusive access: the device is mounted or in use');
     throw new SlotError('io', path, `cannot open for writing (${(err as Error).message})`);
   }
-  return new FileWriter(partition, fh);
+  return new FileWriter(partition, fh, await openDirect(path));
+}
+
+/**
+ * A second descriptor of the same partition with O_DIRECT, for the large aligned writes: they go to
+ * the medium without a copy into the page cache, which an image written once and read back from the
+ * medium never needs, and without pushing the rest of the system out of memory. The first
+ * descriptor keeps the exclusive claim (a second O_EXCL open would be refused) and takes the
+ * unaligned writes. Where O_DIRECT is refused (EINVAL: tmpfs, some FUSE), every write is buffered.
+ */
+async function openDirect(path: string): Promise<FileHandle | null> {
+  try {
+    return await open(path, constants.O_WRONLY | constants.O_DIRECT);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EINVAL') return null;
+    throw new SlotError('io', path, `cannot open for writing (${(err as Error).message})`);
+  }
 }
 
 class FileWriter implements PartitionWriter {
   constructor(
     readonly partition: SlotPartition,
     private readonly fh: FileHandle,
+    private readonly directFh: FileHandle | null,
   ) {}
+
+  get direct(): boolean {
+    return this.directFh !== null;
+  }
 
   get size(): number {
     return this.partition.size;
@@ -74,22 +101,26 @@ class FileWriter implements PartitionWriter {
         `a write of ${data.length} bytes at offset ${offset} would pass the end of the partition (${this.partition.size} bytes)`,
       );
     }
+    const fh = this.directFh && isAligned(data) && offset % ALIGN === 0 && data.length % ALIGN === 0 ? this.directFh : this.fh;
     let done = 0;
     while (done < data.length) {
-      const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done);
+      const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done);
       if (bytesWritten === 0) throw new SlotError('io', this.partition.path, `write at offset ${offset + done} made no progress`);
       done += bytesWritten;
     }
   }
 
+  /** O_DIRECT bypasses the page cache but not the device's own write cache: both descriptors flush. */
   async sync(): Promise<void> {
     await this.fh.datasync();
+    await this.directFh?.datasync();
   }
 
   async close(): Promise<void> {
     try {
-      await this.fh.datasync();
+      await this.sync();
     } finally {
+      await this.directFh?.close().catch(() => undefined);
       await this.fh.close();
     }
   }
