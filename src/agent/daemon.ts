@@ -11,6 +11,8 @@ import { ClockFloor } from './clock-floor.js';
 import { systemClock, type Clock } from './clock.js';
 import type { DaemonConfig } from './config.js';
 import { ConnectionStringError, parseDeviceConnectionString } from './connection-string.js';
+import { DesiredFirmwareTrigger, desiredFirmwareReport } from './desired-firmware.js';
+import type { HubClientFactory } from './hub-client.js';
 import { HubLink } from './hub-link.js';
 import { Inventory } from './inventory.js';
 import { methodHandlers } from './method-handlers.js';
@@ -20,7 +22,9 @@ import { ReportedSync } from './reported-sync.js';
 import { SecurityFloor } from './security-floor.js';
 import { holdDaemonLock } from './single-instance.js';
 import { StateStore } from './state-store.js';
+import { isTerminal, type DeviceState } from './device-state.js';
 import type { HttpSource } from './workflow/context.js';
+import { UpdateDoor } from './update-door.js';
 import { UpdateRunner } from './workflow/runner.js';
 
 /** Where the device's own connection string lives: the state directory, never /etc (an update replaces it). */
@@ -33,9 +37,15 @@ export class DaemonStartError extends Error {
   override name = 'DaemonStartError';
 }
 
+/** Why a daemon stopped: asked to (`stop()`), or it lost its single-instance lock (another daemon may run). */
+export interface DaemonExit {
+  reason: 'stopped' | 'lockLost';
+  message?: string;
+}
+
 export interface RunningDaemon {
   /** Resolves when the daemon has stopped. */
-  stopped: Promise<void>;
+  stopped: Promise<DaemonExit>;
   stop(): Promise<void>;
 }
 
@@ -45,6 +55,13 @@ export interface DaemonEnvironment {
   boot?: BootBackend;
   storage?: SlotStorage;
   http?: HttpSource;
+  /** Builds the device client of each connection attempt (default: the device SDK). */
+  clientFactory?: HubClientFactory;
+  /**
+   * Talk to systemd (readiness, status, watchdog); default true. An in-process fleet of simulated
+   * devices turns it off: its process is not any one device's service.
+   */
+  systemd?: boolean;
 }
 
 const slotStorage: SlotStorage = {
@@ -60,12 +77,17 @@ const slotStorage: SlotStorage = {
  * offline boot does not loop in restarts.
  */
 export async function startDaemon(config: DaemonConfig, logger: Logger, agentVersion: string, env: DaemonEnvironment = {}): Promise<RunningDaemon> {
+  // No process.exit here: one process may run many daemons (the simulated fleet). Losing the lock
+  // stops this daemon, and its caller (the `piota daemon` command) decides about the process.
+  let lockLost: ((err: Error) => void) | undefined;
   const releaseLock = await holdDaemonLock(config.runtimeDir, (err) => {
-    logger.fatal({ err: err.message }, 'lost the daemon lock; exiting');
-    process.exit(1);
+    logger.fatal({ err: err.message }, 'lost the daemon lock; stopping');
+    lockLost?.(err);
   });
   try {
-    return await startHoldingLock(config, logger, agentVersion, releaseLock, env);
+    const daemon = await startHoldingLock(config, logger, agentVersion, releaseLock, env);
+    lockLost = (err) => void daemon.stopWith({ reason: 'lockLost', message: err.message });
+    return { stopped: daemon.stopped, stop: daemon.stop };
   } catch (err) {
     await releaseLock().catch(() => undefined);
     throw err;
@@ -78,7 +100,8 @@ async function startHoldingLock(
   agentVersion: string,
   releaseLock: () => Promise<void>,
   env: DaemonEnvironment,
-): Promise<RunningDaemon> {
+): Promise<RunningDaemon & { stopWith(exit: DaemonExit): Promise<void> }> {
+  const systemd = env.systemd ?? true;
   const clock = env.clock ?? systemClock(config.clock.syncFlagFile);
   const connectionString = await readConnectionString(config.stateDir);
   const trustedKeys = await Promise.all(config.trustedKeys.map((p) => readTrustedKey(p)));
@@ -110,6 +133,7 @@ async function startHoldingLock(
     ca: hubCa,
     transport: config.hub.transport,
     proxy: config.hub.proxy,
+    clientFactory: env.clientFactory,
     logger,
     waitForPlausibleClock: async (signal) => {
       const decision = await clockFloor.waitForPlausible({
@@ -126,7 +150,7 @@ async function startHoldingLock(
   const sync = new ReportedSync(
     link,
     () =>
-      reportedProperties(state, {
+      withDesiredReport(reportedProperties(state, {
         agentVersion,
         model: config.model,
         bootedSlot: inventory.bootedSlot,
@@ -135,18 +159,21 @@ async function startHoldingLock(
         applyAt: state.update ? windowGate.applyAt(state.update) : null,
         securityFloor: securityFloor.current,
         clock: clockFloor.decision,
-      }),
+      }), state),
     { progressIntervalMs: config.progressIntervalSeconds * 1000, logger },
   );
 
   // The first twin read in this process: the hub is reached (what a trial waits for).
   const hubReached = once(link, 'twinRead').then(() => undefined);
   const save = () => store.save(state);
+  // Set once the trigger exists (it needs the runner, which needs statusChanged).
+  let updateMayHaveEnded = () => undefined as unknown;
   const statusChanged = () => {
     sync.statusChanged();
-    // `systemctl status piota` shows where the update is.
     const u = state.update;
-    void notifyStatus(u ? `update ${u.updateId}: ${u.phase}${u.error ? ` (${u.error.code})` : ''}` : 'idle').catch(() => undefined);
+    if (!u || isTerminal(u.phase)) updateMayHaveEnded();
+    // `systemctl status piota` shows where the update is.
+    if (systemd) void notifyStatus(u ? `update ${u.updateId}: ${u.phase}${u.error ? ` (${u.error.code})` : ''}` : 'idle').catch(() => undefined);
   };
   const runner = new UpdateRunner({
     state,
@@ -169,44 +196,54 @@ async function startHoldingLock(
     },
   });
 
-  link.handleMethods(
-    methodHandlers({
-      state,
-      bootedSlot: inventory.bootedSlot,
-      save: (next) => store.save(next),
-      statusChanged,
-      flushReports: (ms) => sync.flush(ms),
-      runner,
-      logger,
-    }),
-  );
+  // One door for the method and the desired release: they never both start an update.
+  const door = new UpdateDoor({
+    state,
+    bootedSlot: inventory.bootedSlot,
+    save: (next) => store.save(next),
+    statusChanged,
+    flushReports: (ms) => sync.flush(ms),
+    runner,
+    logger,
+  });
+  link.handleMethods(methodHandlers({ ...door.deps, door }));
+  const desired = new DesiredFirmwareTrigger({ state, door, runningVersion: () => inventory.runningVersion, statusChanged, logger });
+  updateMayHaveEnded = () => void desired.updateEnded();
   link.on('twinRead', () => sync.linkUp());
+  link.on('desired', (document) => void desired.desiredChanged(document));
 
   // A recovered or newer-agent state is written back at once, in this agent's schema.
   if (recovery || state.update) await save().catch((err: Error) => logger.error({ err: err.message }, 'could not write the state file'));
-  await notifyReady().catch((err: Error) => logger.warn({ err: err.message }, 'could not notify systemd'));
-  const stopWatchdog = startWatchdogPings();
+  if (systemd) await notifyReady().catch((err: Error) => logger.warn({ err: err.message }, 'could not notify systemd'));
+  const stopWatchdog = systemd ? startWatchdogPings() : () => undefined;
   link.start();
   runner.start(true);
 
-  let resolveStopped!: () => void;
-  const stopped = new Promise<void>((r) => (resolveStopped = r));
+  let resolveStopped!: (exit: DaemonExit) => void;
+  const stopped = new Promise<DaemonExit>((r) => (resolveStopped = r));
   let stopping: Promise<void> | null = null;
-  const stop = () => {
+  const stopWith = (exit: DaemonExit) => {
     // Each step is bounded: systemd's reboot waits for this process, and SIGTERM must end it within 2 s.
     stopping ??= (async () => {
       logger.info('piota daemon stopping');
-      await notifyStopping().catch(() => undefined);
+      if (systemd) await notifyStopping().catch(() => undefined);
       stopWatchdog();
+      desired.stop();
       sync.stop();
       windowGate.stop();
       await Promise.all([runner.stop(), link.stop()]);
       await releaseLock().catch(() => undefined);
-      resolveStopped();
+      resolveStopped(exit);
     })();
     return stopping;
   };
-  return { stopped, stop };
+  return { stopped, stop: () => stopWith({ reason: 'stopped' }), stopWith };
+}
+
+/** The reported picture with the desired-release decision as `piota.firmware` (docs/status.md). */
+function withDesiredReport(reported: Record<string, unknown>, state: DeviceState): Record<string, unknown> {
+  const piota = (reported.piota ?? {}) as Record<string, unknown>;
+  return { ...reported, piota: { ...piota, firmware: desiredFirmwareReport(state) } };
 }
 
 async function readConnectionString(stateDir: string): Promise<string> {

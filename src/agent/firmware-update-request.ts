@@ -81,3 +81,43 @@ function describe(v: unknown): string {
   if (typeof v === 'object') return 'an object';
   return `${typeof v} ${String(v)}`;
 }
+
+/** A release written in the twin's desired properties (`properties.desired.piota.firmware`). */
+export interface DesiredFirmware {
+  /** Names the release for this device: acted on once (docs/update-workflow.md, "The desired-property trigger"). */
+  id: string;
+  request: FirmwareUpdateRequest;
+}
+
+const DESIRED_ID = /^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$/;
+
+/** The `id` of a desired release, when it is a usable one (a refusal is recorded against it). */
+export function desiredFirmwareId(value: unknown): string | null {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
+  const id = (value as Record<string, unknown>).id;
+  return typeof id === 'string' && DESIRED_ID.test(id) ? id : null;
+}
+
+/**
+ * Validates `properties.desired.piota.firmware`: `{id, fwPackageUri, version, sha256?, applyWindow?}`,
+ * by the method payload's own rules; `version` is required here, since a release a rollout names
+ * always has one. Throws PayloadError naming the field.
+ */
+export function parseDesiredFirmware(value: unknown): DesiredFirmware {
+  const where = 'properties.desired.piota.firmware';
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new PayloadError(`${where} is ${describe(value)}; expected {"id": "...", "fwPackageUri": "https://...", "version": "..."}`);
+  }
+  const p = value as Record<string, unknown>;
+  if (p.id === undefined) throw new PayloadError(`${where}.id is missing`);
+  if (typeof p.id !== 'string' || !DESIRED_ID.test(p.id)) {
+    throw new PayloadError(`${where}.id must be 1 to 128 letters, digits and . _ : @ + - (starting with a letter or digit), got ${describe(p.id)}`);
+  }
+  if (p.version === undefined || p.version === null) throw new PayloadError(`${where}.version is missing`);
+  try {
+    return { id: p.id, request: parseFirmwareUpdateRequest(p) };
+  } catch (err) {
+    if (err instanceof PayloadError) throw new PayloadError(`${where}: ${err.message}`);
+    throw err;
+  }
+}

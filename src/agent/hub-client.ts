@@ -26,6 +26,8 @@ export interface HubClient {
 export interface HubTwin {
   /** Resolves once the hub acknowledged the patch. */
   updateReported(patch: Record<string, unknown>): Promise<void>;
+  /** Calls `listener` with the whole desired document: soon after it is set, and after every desired patch. */
+  onDesired?(listener: (desired: Record<string, unknown>) => void): void;
 }
 
 export type HubClientFactory = () => HubClient;
@@ -78,7 +80,11 @@ export function sdkClientFactory(settings: SdkClientSettings): HubClientFactory 
       getTwin: async () => {
         const twin = await sdk.getTwin();
         const reported = twin.properties.reported as unknown as { update(patch: unknown, done: (err?: Error) => void): void };
-        return { updateReported: (patch) => new Promise<void>((ok, fail) => reported.update(patch, (err) => (err ? fail(err) : ok()))) };
+        return {
+          updateReported: (patch) => new Promise<void>((ok, fail) => reported.update(patch, (err) => (err ? fail(err) : ok()))),
+          // The SDK merges each patch into properties.desired; the listener gets the merged document.
+          onDesired: (listener) => void twin.on('properties.desired', () => listener(structuredClone(twin.properties.desired) as Record<string, unknown>)),
+        };
       },
       close: async () => {
         sdk.removeAllListeners();

@@ -41,9 +41,10 @@ export interface HubLinkOptions {
  * client is rebuilt), and authentication failures (a clock that was behind, a hub not yet knowing the
  * device): all are retried with backoff, forever, while the daemon works on offline.
  *
- * Emits 'twinRead' after every (re)connect once the twin has been read: the hub is reached.
+ * Emits 'twinRead' after every (re)connect once the twin has been read: the hub is reached. Then
+ * emits 'desired' with the whole desired document, and again after every desired patch.
  */
-export class HubLink extends EventEmitter<{ twinRead: [] }> {
+export class HubLink extends EventEmitter<{ twinRead: []; desired: [desired: Record<string, unknown>] }> {
   private client: HubClient | null = null;
   private twin: HubTwin | null = null;
   private generation = 0;
@@ -146,6 +147,9 @@ export class HubLink extends EventEmitter<{ twinRead: [] }> {
       this.attempt = 0;
       this.options.logger.info('connected to the hub');
       this.emit('twinRead');
+      twin.onDesired?.((desired) => {
+        if (generation === this.generation && !this.stopped) this.emit('desired', desired);
+      });
     } catch (err) {
       if (this.stopped) return;
       const delay = this.backoff();

@@ -21,7 +21,8 @@ Options:
 
 The device connection string is read from <stateDir>/connection-string.
 Logs are JSON lines on stdout (with syslog priorities under systemd).
-Exit codes: 0 stopped by SIGTERM/SIGINT; 2 configuration error; 1 any other start-up failure.`,
+Exit codes: 0 stopped by SIGTERM/SIGINT; 2 configuration error; 1 any other start-up failure,
+or the single-instance lock was lost (another daemon may hold it).`,
   async run(argv) {
     const { values } = parseCommandArgs(this, argv, { config: { type: 'string' } });
     const path = configPath(values.config);
@@ -56,9 +57,9 @@ Exit codes: 0 stopped by SIGTERM/SIGINT; 2 configuration error; 1 any other star
     };
     process.once('SIGTERM', () => onSignal('SIGTERM'));
     process.once('SIGINT', () => onSignal('SIGINT'));
-    await daemon.stopped;
+    const exit = await daemon.stopped;
     // Every part stopped within its bound; what the device SDK may still be closing in the background
     // must not keep the process (and so systemd's shutdown or reboot) waiting.
-    process.exit(0);
+    process.exit(exit.reason === 'stopped' ? 0 : 1);
   },
 };
