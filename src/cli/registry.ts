@@ -21,4 +21,10 @@ export const commands: CommandEntry[] = [
   { path: ['bundle', 'info'], summary: "print a bundle's manifest", load: async () => (await import('./bundle-info.js')).bundleInfo },
   { path: ['provision'], summary: 'first boot: move the connection string dropped on the bootconfig partition to the data partition', load: async () => (await import('./provision.js')).provisionCommand },
   { path: ['config', 'check'], summary: "check a config or connection string file with the daemon's own rules", load: async () => (await import('./config-check.js')).configCheckCommand },
+  { path: ['rollout', 'start'], summary: 'roll a release out to a fleet in waves (IoT Hub jobs), halting by itself on failures', load: async () => (await import('./rollout-start.js')).rolloutStartCommand },
+  { path: ['rollout', 'status'], summary: 'a rollout per wave and overall: results, failure rate, failed and offline devices', load: async () => (await import('./rollout-status.js')).rolloutStatusCommand },
+  { path: ['rollout', 'run'], summary: "drive a rollout as its controller (takes over a dead controller's rollout)", load: async () => (await import('./rollout-run.js')).rolloutRunCommand },
+  { path: ['rollout', 'pause'], summary: 'pause a rollout: no further wave starts', load: async () => (await import('./rollout-control.js')).rolloutPauseCommand },
+  { path: ['rollout', 'continue'], summary: 'continue a paused rollout', load: async () => (await import('./rollout-control.js')).rolloutContinueCommand },
+  { path: ['rollout', 'abort'], summary: 'abort a rollout: cancel its jobs and the updates still waiting', load: async () => (await import('./rollout-control.js')).rolloutAbortCommand },
 ];
