@@ -2,6 +2,7 @@ import type { AuthenticateError, AuthorizePublishHandler, AuthorizeSubscribeHand
 import { deviceErrorBody, HubError } from './errors.js';
 import { topics, type DeviceLink, type HubCore } from './hub-core.js';
 import { parseSasToken, SasError, verifySasToken } from './sas.js';
+import type { Throttle } from './throttle.js';
 import { deviceTwinView, isObject, type JsonObject } from './twin.js';
 
 /** IoT Hub's device-to-cloud message limit. */
@@ -36,6 +37,8 @@ function sendTo(client: Client, topic: string, payload: string): void {
 
 interface Options {
   core: HubCore;
+  /** Counts device-side operations against the tier; twin operations wait their turn (IoT Hub shapes them). */
+  throttle?: Throttle;
   /** Host names a token's resource may name (the hub's host, with or without a port). */
   hostNames: readonly string[];
   log(message: string): void;
@@ -105,6 +108,7 @@ export class DeviceProtocol {
 
   /** A device that completed CONNECT: it is now reachable through its own client only. */
   clientReady(client: Client): void {
+    this.options.throttle?.note('newConnections');
     const link: DeviceLink = {
       send: (topic, payload) => sendTo(client, topic, payload),
       close: () => client.close(),
@@ -156,6 +160,7 @@ export class DeviceProtocol {
     if (path.startsWith(`devices/${id}/messages/events/`) || path === `devices/${id}/messages/events`) {
       if (payload.length > TELEMETRY_LIMIT) return done(new Error(`message of ${payload.length} bytes is over the ${TELEMETRY_LIMIT} byte limit`));
       this.core.countTelemetry(id);
+      this.options.throttle?.note('deviceToCloud');
       return done(null);
     }
     const rid = query.get('$rid');
@@ -187,7 +192,9 @@ export class DeviceProtocol {
   }
 
   private twinGet(client: Client, rid: string): void {
-    this.core.store.find(client.id).then(
+    this.turn('twinReads')
+      .then(() => this.core.store.find(client.id))
+      .then(
       (record) => {
         if (!record) return this.answerTwinError(client, rid, new HubError('DeviceNotFound', `Device ${client.id} not registered`));
         this.core.touched(client.id);
@@ -206,10 +213,16 @@ export class DeviceProtocol {
     } catch {
       return this.answerTwinError(client, rid, new HubError('ArgumentInvalid', 'reported properties must be a JSON object'));
     }
-    this.core.reportedPatch(client.id, patch).then(
+    this.turn('twinUpdates')
+      .then(() => this.core.reportedPatch(client.id, patch))
+      .then(
       (version) => this.answerTwin(client, rid, 204, '', `&$version=${version}`),
       (err) => this.answerTwinError(client, rid, err),
     );
+  }
+
+  private turn(category: 'twinReads' | 'twinUpdates'): Promise<void> {
+    return this.options.throttle ? this.options.throttle.acquire(category) : Promise.resolve();
   }
 
   /** Stops the token-expiry timers (the broker closes the clients). */

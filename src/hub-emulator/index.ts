@@ -10,7 +10,7 @@ import { writeFileDurably } from '../os/durable-file.js';
 import { readStateFile, writeStateFile } from '../os/state-file.js';
 import { ensureCertificates } from './certificates.js';
 import { GuardedConnection } from './connection-guard.js';
-import { checkDeviceId, newDeviceRecord } from './device-record.js';
+import { checkDeviceId, newDeviceRecord, serviceTwinView } from './device-record.js';
 import { DeviceProtocol } from './device-protocol.js';
 import { HubError } from './errors.js';
 import { HubCore } from './hub-core.js';
@@ -18,6 +18,10 @@ import { generateKey } from './sas.js';
 import { ServiceApi, type ServicePolicy } from './service-api.js';
 import { SessionStore } from './sessions.js';
 import { DeviceStore, readDeviceFile, writeDeviceFile } from './store.js';
+import { ConfigurationManager } from './configurations.js';
+import { JobManager } from './jobs.js';
+import { Throttle, type Tier } from './throttle.js';
+import type { JsonObject } from './twin.js';
 import { acceptMqttWebSocket } from './websocket.js';
 
 export interface HubOptions {
@@ -30,6 +34,9 @@ export interface HubOptions {
   listenAddress?: string;
   /** Where the hub writes one line per notable event (refused connections...); silent by default. */
   log?: (message: string) => void;
+  /** IoT Hub's throttles for this tier (and `units` units of it); none by default. */
+  tier?: Tier;
+  units?: number;
 }
 
 /** The contents of DIR/hub.json. */
@@ -51,6 +58,8 @@ export interface RunningHub {
   telemetryCount(deviceId: string): number;
   /** Drops a device's connection as a network failure would (its session is kept); false if it was not connected. */
   disconnectDevice(deviceId: string): boolean;
+  /** Requests per throttling category, admitted and throttled (what GET /emulator/stats answers). */
+  stats(): JsonObject;
 }
 
 /** Defaults: unprivileged ports next to IoT Hub's own (8883, 443). */
@@ -136,8 +145,18 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   const sessions = await SessionStore.open(dir);
   const core = new HubCore(store, sessions);
   const hostNames = [...new Set([host.toLowerCase(), 'localhost', '127.0.0.1'])];
-  const protocol = new DeviceProtocol({ core, hostNames, log });
-  const api = new ServiceApi({ core, policy, hostNames, log });
+  const throttle = new Throttle(options.tier, options.units ?? 1);
+  const protocol = new DeviceProtocol({ core, hostNames, log, throttle });
+  const plainTwins = async () =>
+    (await store.all()).sort((a, b) => (a.deviceId < b.deviceId ? -1 : 1)).map((r) => serviceTwinView(r, core.presenceOf(r.deviceId)));
+  const configurations = await ConfigurationManager.open({ core, dir, tier: options.tier, twins: plainTwins, log });
+  const twins = async () =>
+    (await plainTwins()).map((t) => {
+      const c = configurations.ofDevice(t.deviceId as string);
+      return c ? { ...t, configurations: c } : t;
+    });
+  const jobs = await JobManager.open({ core, dir, throttle, twins, twinChanged: (id) => configurations.twinChanged(id), log });
+  const api = new ServiceApi({ core, policy, hostNames, log, jobs, configurations, throttle, twins });
 
   const broker = await Aedes.createBroker({
     authenticate: protocol.authenticate,
@@ -217,6 +236,9 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     (closing ??= (async () => {
       core.close();
       protocol.close();
+      throttle.close();
+      await jobs.close();
+      await configurations.close();
       const stopped = Promise.all([closeServer(mqttServer), closeServer(httpsServer)]);
       httpsServer.closeAllConnections();
       await new Promise<void>((ok) => broker.close(() => ok()));
@@ -231,6 +253,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     close,
     connectedDevices: () => core.connectedDevices(),
     telemetryCount: (id) => core.telemetryCount(id),
+    stats: () => throttle.stats(),
     disconnectDevice: (id) => {
       if (!core.isConnected(id)) return false;
       core.disconnect(id);

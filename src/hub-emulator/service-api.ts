@@ -1,9 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HubError, restErrorBody } from './errors.js';
 import { identityEtag, identityView, newDeviceRecord, serviceTwinView, checkDeviceId, type DeviceRecord } from './device-record.js';
-import { METHOD_PAYLOAD_LIMIT, type HubCore } from './hub-core.js';
-import { parseQuery } from './query.js';
+import type { HubCore } from './hub-core.js';
+import { parseMethodRequest } from './method-request.js';
+import type { ConfigurationManager } from './configurations.js';
+import type { JobManager } from './jobs.js';
+import { compileQuery } from './query.js';
 import { parseSasToken, SasError, verifySasToken } from './sas.js';
+import { METHOD_METER_BYTES, type Category, type Throttle } from './throttle.js';
 import { isObject, type Json, type JsonObject } from './twin.js';
 
 /** Largest request body read (a desired patch, a method payload and some JSON around them). */
@@ -20,7 +24,28 @@ interface Options {
   policy: ServicePolicy;
   /** Host names a token's resource may name. */
   hostNames: readonly string[];
+  jobs: JobManager;
+  configurations: ConfigurationManager;
+  throttle: Throttle;
+  /** Every twin as the service sees it (with its configurations), in device-id order. */
+  twins(): Promise<JsonObject[]>;
   log(message: string): void;
+}
+
+/** Which of IoT Hub's throttles a service call counts against. */
+function categoryOf(parts: readonly string[], method: string): Category | undefined {
+  switch (parts[0]) {
+    case 'devices':
+      return parts[1] === 'query' ? 'queries' : 'registry';
+    case 'twins':
+      if (parts[2] === 'methods') return undefined; // counted once the payload size is known
+      return method === 'GET' ? 'twinReads' : 'twinUpdates';
+    case 'jobs':
+      return 'jobs';
+    case 'configurations':
+      return 'configurations';
+  }
+  return undefined;
 }
 
 interface Reply {
@@ -71,14 +96,6 @@ function decodePathPart(part: string): string {
 function requireObject(body: Json | undefined, what: string): JsonObject {
   if (!isObject(body)) throw new HubError('ArgumentInvalid', `${what}: expected a JSON object body`);
   return body;
-}
-
-function seconds(value: Json | undefined, name: string, fallback: number, min: number, max: number): number {
-  if (value === undefined || value === null) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new HubError('ArgumentInvalid', `${name} must be a whole number of seconds from ${min} to ${max}`);
-  }
-  return value;
 }
 
 /**
@@ -142,10 +159,19 @@ export class ServiceApi {
   private async route(req: IncomingMessage): Promise<Reply> {
     const url = new URL(req.url ?? '/', 'https://hub.invalid');
     this.authorize(req);
-    if (!url.searchParams.get('api-version')) throw new HubError('BadRequest', 'api-version is required');
     const parts = url.pathname.split('/').filter((p) => p !== '').map(decodePathPart);
     const method = req.method ?? 'GET';
+    // The emulator's own endpoint (not IoT Hub's): request rates and throttling per category.
+    if (parts.length === 2 && parts[0] === 'emulator' && parts[1] === 'stats' && method === 'GET') {
+      return { status: 200, body: this.options.throttle.stats() };
+    }
+    if (!url.searchParams.get('api-version')) throw new HubError('BadRequest', 'api-version is required');
     const ifMatch = unquote(req.headers['if-match'] as string | undefined);
+    const category = categoryOf(parts, method);
+    if (category) this.options.throttle.take(category);
+
+    if (parts[0] === 'jobs' && parts[1] === 'v2') return this.jobsRoute(req, parts.slice(2), method, url);
+    if (parts[0] === 'configurations') return this.configurationsRoute(req, parts.slice(1), method, ifMatch);
 
     if (parts[0] === 'devices' && parts.length === 2 && parts[1] === 'query' && method === 'POST') {
       return this.query(req, await jsonBody(req));
@@ -163,7 +189,7 @@ export class ServiceApi {
     }
     if (parts[0] === 'twins' && parts.length === 2) {
       const id = parts[1];
-      if (method === 'GET') return { status: 200, body: serviceTwinView(await this.device(id), this.core.presenceOf(id)) };
+      if (method === 'GET') return { status: 200, body: this.twinView(await this.device(id)) };
       if (method === 'PATCH' || method === 'PUT') return this.patchTwin(id, await jsonBody(req), ifMatch, method === 'PUT');
       throw new HubError('MethodNotAllowed', `${method} is not supported on /twins/{id}`);
     }
@@ -171,6 +197,44 @@ export class ServiceApi {
       return this.invoke(parts[1], await jsonBody(req));
     }
     throw new HubError('NotFound', `${method} ${url.pathname} is not part of the emulated API`);
+  }
+
+  private async jobsRoute(req: IncomingMessage, parts: string[], method: string, url: URL): Promise<Reply> {
+    const jobs = this.options.jobs;
+    if (parts.length === 1 && parts[0] === 'query' && method === 'GET') {
+      const all = jobs.list(url.searchParams.get('jobType') ?? undefined, url.searchParams.get('jobStatus') ?? undefined);
+      return page(req, all, 'JobResponse');
+    }
+    if (parts.length === 1) {
+      if (method === 'PUT') return { status: 200, body: await jobs.create(parts[0], await jsonBody(req)) };
+      if (method === 'GET') return { status: 200, body: jobs.get(parts[0]) };
+      throw new HubError('MethodNotAllowed', `${method} is not supported on /jobs/v2/{id}`);
+    }
+    if (parts.length === 2 && parts[1] === 'cancel' && method === 'POST') return { status: 200, body: await jobs.cancel(parts[0]) };
+    throw new HubError('NotFound', `${method} /jobs/v2/${parts.join('/')} is not part of the emulated API`);
+  }
+
+  private async configurationsRoute(req: IncomingMessage, parts: string[], method: string, ifMatch: string | undefined): Promise<Reply> {
+    const configs = this.options.configurations;
+    if (parts.length === 0 && method === 'GET') return { status: 200, body: await configs.list() };
+    if (parts.length === 1) {
+      const id = parts[0];
+      if (method === 'PUT') return { status: 200, body: await configs.put(id, await jsonBody(req), ifMatch) };
+      if (method === 'GET') return { status: 200, body: await configs.get(id) };
+      if (method === 'DELETE') {
+        await configs.remove(id, ifMatch);
+        return { status: 204 };
+      }
+      throw new HubError('MethodNotAllowed', `${method} is not supported on /configurations/{id}`);
+    }
+    throw new HubError('NotFound', `${method} /configurations/${parts.join('/')} is not part of the emulated API`);
+  }
+
+  private twinView(record: DeviceRecord): JsonObject {
+    const twin = serviceTwinView(record, this.core.presenceOf(record.deviceId));
+    const configurations = this.options.configurations.ofDevice(record.deviceId);
+    if (configurations) twin.configurations = configurations;
+    return twin;
   }
 
   private async device(id: string): Promise<DeviceRecord> {
@@ -210,6 +274,7 @@ export class ServiceApi {
       if (ifMatch !== undefined && ifMatch !== '*') throw new HubError('DeviceNotFound', `Device ${id} not registered`);
       const record = newDeviceRecord(id, { primaryKey: key('primaryKey'), secondaryKey: key('secondaryKey') }, givenStatus ?? 'enabled');
       await this.core.store.put(record);
+      this.options.configurations.twinChanged(id);
       return { status: 200, body: identityView(record, this.core.presenceOf(id)) };
     }
     if (ifMatch === undefined) throw new HubError('DeviceAlreadyExists', `A device with ID '${id}' is already registered`);
@@ -246,43 +311,35 @@ export class ServiceApi {
   private async patchTwin(id: string, body: Json | undefined, ifMatch: string | undefined, replace: boolean): Promise<Reply> {
     const patch = requireObject(body, 'twin patch');
     const updated = await this.core.servicePatch(id, patch, ifMatch, replace ? 'replace' : 'merge');
-    return { status: 200, body: serviceTwinView(updated, this.core.presenceOf(id)) };
+    if (patch.tags !== undefined || replace) this.options.configurations.twinChanged(id);
+    return { status: 200, body: this.twinView(updated) };
   }
 
   private async invoke(id: string, body: Json | undefined): Promise<Reply> {
-    const spec = requireObject(body, 'method invocation');
-    const methodName = spec.methodName;
-    if (typeof methodName !== 'string' || !/^[^/#+\s?]{1,128}$/.test(methodName)) {
-      throw new HubError('ArgumentInvalid', 'methodName must be a non-empty name of at most 128 characters without /, #, +, ? or spaces');
-    }
-    const payload = spec.payload === undefined ? null : spec.payload;
-    const size = Buffer.byteLength(JSON.stringify(payload));
-    if (size > METHOD_PAYLOAD_LIMIT) {
-      throw new HubError('RequestEntityTooLarge', `method payload is ${size} bytes, over IoT Hub's limit of ${METHOD_PAYLOAD_LIMIT}`);
-    }
-    const result = await this.core.invokeMethod(id, {
-      methodName,
-      payload,
-      responseTimeoutInSeconds: seconds(spec.responseTimeoutInSeconds, 'responseTimeoutInSeconds', 30, 5, 300),
-      connectTimeoutInSeconds: seconds(spec.connectTimeoutInSeconds, 'connectTimeoutInSeconds', 0, 0, 300),
-    });
+    const { payloadBytes, ...request } = parseMethodRequest(body, 'method invocation');
+    this.options.throttle.take('directMethods', Math.max(1, Math.ceil(payloadBytes / METHOD_METER_BYTES)));
+    const result = await this.core.invokeMethod(id, request);
     return { status: 200, body: { status: result.status, payload: result.payload } };
   }
 
   private async query(req: IncomingMessage, body: Json | undefined): Promise<Reply> {
     const spec = requireObject(body, 'query');
     if (typeof spec.query !== 'string') throw new HubError('ArgumentInvalid', 'query: the body needs a "query" string');
-    const filter = parseQuery(spec.query);
-    const pageSize = Math.min(Math.max(Number(req.headers['x-ms-max-item-count']) || 100, 1), 1000);
-    const start = Number(req.headers['x-ms-continuation'] ?? 0);
-    if (!Number.isInteger(start) || start < 0) throw new HubError('ArgumentInvalid', 'x-ms-continuation is not one this hub gave out');
-    const all = (await this.core.store.all())
-      .sort((a, b) => (a.deviceId < b.deviceId ? -1 : 1))
-      .map((r) => serviceTwinView(r, this.core.presenceOf(r.deviceId)))
-      .filter(filter);
-    const page = all.slice(start, start + pageSize);
-    const headers: Record<string, string> = { 'x-ms-item-type': 'Twin' };
-    if (start + pageSize < all.length) headers['x-ms-continuation'] = String(start + pageSize);
-    return { status: 200, body: page, headers };
+    const query = compileQuery(spec.query);
+    const rows = query.source === 'devices' ? await this.options.twins() : this.options.jobs.deviceJobs();
+    const result = query.shape(rows.filter(query.filter));
+    const itemType = !query.selectsAll ? 'Raw' : query.source === 'devices' ? 'Twin' : 'DeviceJob';
+    return page(req, result, itemType);
   }
+}
+
+/** One page of a result: `x-ms-max-item-count` items (100 by default, at most 1000) from `x-ms-continuation`. */
+function page(req: IncomingMessage, all: Json[], itemType: string): Reply {
+  const pageSize = Math.min(Math.max(Number(req.headers['x-ms-max-item-count']) || 100, 1), 1000);
+  const token = req.headers['x-ms-continuation'];
+  const start = token === undefined || token === '' ? 0 : Number(token);
+  if (!Number.isInteger(start) || start < 0) throw new HubError('ArgumentInvalid', 'x-ms-continuation is not one this hub gave out');
+  const headers: Record<string, string> = { 'x-ms-item-type': itemType };
+  if (start + pageSize < all.length) headers['x-ms-continuation'] = String(start + pageSize);
+  return { status: 200, body: all.slice(start, start + pageSize), headers };
 }

@@ -119,3 +119,20 @@ export function hubForSuite(): SuiteHub {
   });
   return suite;
 }
+
+/**
+ * azure-iothub's JobClient on the Registry's REST client. Its constructor installs a default https
+ * agent (port 443, public CAs) on that client, so the agent with the hub's port and CA is set again.
+ */
+export async function jobClient(hub: RunningHub): Promise<import('azure-iothub').JobClient> {
+  const { Agent } = await import('node:https');
+  const { default: iothub } = await import('azure-iothub');
+  const { serviceRegistry } = await import('../../src/service/hub-connection.js');
+  type Rac = ConstructorParameters<typeof iothub.JobClient>[0] & { setOptions(o: unknown): void };
+  const rac = (serviceRegistry(hub.info) as unknown as { _restApiClient: Rac })._restApiClient;
+  const jobs = new iothub.JobClient(rac);
+  const agent = new Agent({ keepAlive: true, ca: await readFile(hub.info.caFile, 'utf8') });
+  (agent as InstanceType<typeof Agent> & { defaultPort: number }).defaultPort = hub.info.httpsPort;
+  rac.setOptions({ http: { agent } });
+  return jobs;
+}
