@@ -22,7 +22,7 @@ const FIRST_SECTOR = 8192;
 const BOOT_MIB = 64;
 /** The disk identifier of every stand-in (Raspberry Pi OS images each have their own fixed one). */
 export const STANDIN_DISK_ID = '0x5e1f0a11';
-const BUILDER_VERSION = 1;
+const BUILDER_VERSION = 2;
 
 /** The Debian architecture of this machine (amd64, arm64...). */
 export function hostArch(): string {
@@ -135,7 +135,7 @@ export async function standinImage(arch = hostArch()): Promise<string> {
     const rootMiB = Math.ceil(duMiB(root) * 1.15) + 96;
     const totalMiB = FIRST_SECTOR / 2048 + BOOT_MIB + rootMiB;
     run('truncate', ['-s', `${totalMiB}M`, partial]);
-    const script = `label: dos\nlabel-id: ${STANDIN_DISK_ID}\nstart=${FIRST_SECTOR}, size=${BOOT_MIB}MiB, type=c\ntype=83\n`;
+    const script = `label: dos\nlabel-id: ${STANDIN_DISK_ID}\nstart=${FIRST_SECTOR}, size=${BOOT_MIB}MiB, type=c\nstart=${FIRST_SECTOR + BOOT_MIB * 2048}, type=83\n`;
     const r = spawnSync('sfdisk', ['--no-reread', '--no-tell-kernel', partial], { input: script, encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`sfdisk failed: ${r.stderr}`);
     const bootStart = FIRST_SECTOR * 512;

@@ -13,5 +13,7 @@ describe.skipIf(skip)(`the stand-in Raspberry Pi OS image${skip ? ` (skipped: ${
     expect(table.label).toBe('dos');
     expect(table.id).toBe(STANDIN_DISK_ID);
     expect(table.partitions.map((p: { type: string }) => p.type)).toEqual(['c', '83']);
+    // In disk order: the boot partition first, as on Raspberry Pi OS images.
+    expect(table.partitions[0].start).toBeLessThan(table.partitions[1].start);
   });
 });
