@@ -71,6 +71,7 @@ export const simulateCommand: Command = {
   path: ['simulate'],
   help,
   async run(argv) {
+    if (argv.includes('--count')) return (await import('./simulate-fleet.js')).simulateFleetCommand.run(argv); // a fleet in one process: docs/simulator.md
     const { values } = parseCommandArgs(this, argv, {
       dir: { type: 'string' },
       'hub-dir': { type: 'string' },
