@@ -7,6 +7,7 @@ import { BundleError } from './errors.js';
  *   signature area   1284 bytes signature count + 16 fixed slots (key id, ed25519 signature)
  *   manifest         N bytes    JSON (UTF-8), padded with spaces; covered by every signature
  *   chunks           ...        each payload's chunks in order, each compressed on its own
+ *   block indexes    ...        format 2 only: one per payload, in order (see block-index.ts)
  *
  * The signature area has a fixed size so that `bundle sign` rewrites a few hundred bytes in place
  * instead of copying a multi-GiB file, and so that chunk offsets never move when a signature is added.
@@ -14,7 +15,12 @@ import { BundleError } from './errors.js';
 
 /** "\x89PIOTA\r\n": the high byte and CR LF reveal a file mangled by a text-mode transfer. */
 export const MAGIC = Buffer.from([0x89, 0x50, 0x49, 0x4f, 0x54, 0x41, 0x0d, 0x0a]);
-export const FORMAT_VERSION = 1;
+/** The newest format this agent reads and writes; it reads every version in FORMAT_VERSIONS. */
+export const FORMAT_VERSION = 2;
+/** 1: chunks only. 2: chunks compressed in units, plus a signed block index per payload (adaptive updates). */
+export const FORMAT_VERSIONS: readonly number[] = [1, 2];
+/** What `bundle create` makes unless told (docs/bundle-format.md, "Which format to make"). */
+export const DEFAULT_CREATE_FORMAT = 1;
 export const PREAMBLE_LENGTH = 16;
 
 export const KEY_ID_BYTES = 16;
@@ -44,10 +50,10 @@ export interface Preamble {
   manifestLength: number;
 }
 
-export function encodePreamble(manifestLength: number): Buffer {
+export function encodePreamble(manifestLength: number, formatVersion = 1): Buffer {
   const b = Buffer.alloc(PREAMBLE_LENGTH);
   MAGIC.copy(b, 0);
-  b.writeUInt32BE(FORMAT_VERSION, 8);
+  b.writeUInt32BE(formatVersion, 8);
   b.writeUInt32BE(manifestLength, 12);
   return b;
 }
@@ -58,8 +64,8 @@ export function decodePreamble(b: Buffer): Preamble {
     throw new BundleError('malformed', 'not a piota bundle (bad magic bytes at offset 0)');
   }
   const formatVersion = b.readUInt32BE(8);
-  if (formatVersion !== FORMAT_VERSION) {
-    throw new BundleError('unsupportedFormat', `bundle format version ${formatVersion} is not supported (this piota reads version ${FORMAT_VERSION})`);
+  if (!FORMAT_VERSIONS.includes(formatVersion)) {
+    throw new BundleError('unsupportedFormat', `bundle format version ${formatVersion} is not supported (this piota reads versions ${FORMAT_VERSIONS.join(' and ')})`);
   }
   const manifestLength = b.readUInt32BE(12);
   if (manifestLength === 0 || manifestLength > MAX_MANIFEST_LENGTH) {

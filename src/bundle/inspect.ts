@@ -33,10 +33,10 @@ async function readAt(fh: FileHandle, length: number, position: number, fileSize
 export async function readHeaderFrom(fh: FileHandle): Promise<BundleFileHeader> {
   const fileSize = (await fh.stat()).size;
   const preamble = await readAt(fh, PREAMBLE_LENGTH, 0, fileSize);
-  const { manifestLength } = decodePreamble(preamble);
+  const { manifestLength, formatVersion } = decodePreamble(preamble);
   const signatures = decodeSignatureArea(await readAt(fh, SIGNATURE_AREA_LENGTH, PREAMBLE_LENGTH, fileSize));
   const manifestBytes = await readAt(fh, manifestLength, MANIFEST_OFFSET, fileSize);
-  return { preamble, signatures, manifestBytes, manifest: parseManifest(manifestBytes), fileSize };
+  return { preamble, signatures, manifestBytes, manifest: parseManifest(manifestBytes, formatVersion), fileSize };
 }
 
 export async function readBundleFileHeader(path: string): Promise<BundleFileHeader> {

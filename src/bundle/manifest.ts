@@ -1,8 +1,15 @@
+import { MAX_BLOCK_SIZE, MAX_UNIT_SIZE, MIN_BLOCK_SIZE, indexLength, isPowerOfTwo, lookupBytesFor } from './block-index.js';
+import { COMPRESSIONS as CODECS, type Compression } from './compression.js';
 import { BundleError } from './errors.js';
 import { MANIFEST_OFFSET, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, maxStoredSize } from './format.js';
 
-export type Compression = 'gzip' | 'none';
-export const COMPRESSIONS: readonly Compression[] = ['gzip', 'none'];
+export type { Compression };
+/** Format 1 knows exactly these; a codec added later (compression.ts) needs format 2. */
+const V1_COMPRESSIONS: readonly Compression[] = ['gzip', 'none'];
+export const COMPRESSIONS: readonly Compression[] = CODECS;
+export function compressionsOf(formatVersion: number): readonly Compression[] {
+  return formatVersion === 1 ? V1_COMPRESSIONS : CODECS;
+}
 
 /** Slot partition names (`rootfs`, `boot`): they become file and twin keys, so keep them plain. */
 export const PAYLOAD_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
@@ -28,6 +35,28 @@ export interface StoredPayload {
   imageSha256: string;
   chunkSize: number;
   chunks: { storedSize: number; sha256: string }[];
+  /** Format 2: image bytes per lookup block (the unit of reuse). */
+  blockSize?: number;
+  /** Format 2: image bytes per compression unit (the unit of a Range fetch). */
+  unitSize?: number;
+  /** Format 2: the payload's unit store, after the last chunk. */
+  store?: { storedSize: number; sha256: string };
+  /** Format 2: the payload's block index (gzip), after the unit stores. */
+  index?: { storedSize: number; sha256: string };
+}
+
+/** Where a format-2 payload's unit store and block index lie, and what they must hash to. */
+export interface BlockIndexInfo {
+  blockSize: number;
+  unitSize: number;
+  /** Bundle offset and length of the index section (gzip). */
+  offset: number;
+  size: number;
+  sha256: string;
+  /** Bundle offset and length of the unit store. */
+  storeOffset: number;
+  storeSize: number;
+  storeSha256: string;
 }
 
 /** One payload: the image written to the slot partition `name`. */
@@ -45,6 +74,8 @@ export interface PayloadInfo {
   /** Global index of its first chunk and how many it has. */
   firstChunk: number;
   chunkCount: number;
+  /** Format 2 only. */
+  blocks?: BlockIndexInfo;
 }
 
 /** One chunk, everything derived from the signed manifest. */
@@ -64,6 +95,7 @@ export interface ChunkInfo {
 }
 
 export interface BundleManifest {
+  formatVersion: number;
   version: string;
   securityVersion: number;
   compatible: string[];
@@ -72,6 +104,8 @@ export interface BundleManifest {
   chunks: ChunkInfo[];
   /** Bytes before the first chunk (preamble, signature area, manifest). */
   headerLength: number;
+  /** Where the last chunk ends: format 2's unit stores and block indexes follow (a full install stops here). */
+  chunksEnd: number;
   /** Total bytes of the bundle file. */
   bundleSize: number;
 }
@@ -101,11 +135,15 @@ function count(v: unknown, field: string, min: number, max = Number.MAX_SAFE_INT
   return v;
 }
 
-function validatePayload(v: unknown, field: string): StoredPayload {
+const V1_FIELDS = ['name', 'compression', 'imageSize', 'imageSha256', 'chunkSize', 'chunks'];
+const V2_FIELDS = [...V1_FIELDS, 'blockSize', 'unitSize', 'store', 'index'];
+
+function validatePayload(v: unknown, field: string, formatVersion: number): StoredPayload {
   if (!isObject(v)) fail(field, 'must be an object');
-  onlyFields(v, field, ['name', 'compression', 'imageSize', 'imageSha256', 'chunkSize', 'chunks']);
+  onlyFields(v, field, formatVersion === 1 ? V1_FIELDS : V2_FIELDS);
   const name = text(v.name, `${field}.name`, PAYLOAD_NAME);
-  if (!COMPRESSIONS.includes(v.compression as Compression)) fail(`${field}.compression`, `must be one of ${COMPRESSIONS.join(', ')}`);
+  const codecs = compressionsOf(formatVersion);
+  if (!codecs.includes(v.compression as Compression)) fail(`${field}.compression`, `must be one of ${codecs.join(', ')} in format ${formatVersion}`);
   const imageSize = count(v.imageSize, `${field}.imageSize`, 1);
   const imageSha256 = text(v.imageSha256, `${field}.imageSha256`, SHA256_HEX);
   const chunkSize = count(v.chunkSize, `${field}.chunkSize`, MIN_CHUNK_SIZE, MAX_CHUNK_SIZE);
@@ -121,10 +159,39 @@ function validatePayload(v: unknown, field: string): StoredPayload {
     const storedSize = count(c.storedSize, `${cf}.storedSize`, v.compression === 'none' ? image : 1, limit);
     return { storedSize, sha256: text(c.sha256, `${cf}.sha256`, SHA256_HEX) };
   });
-  return { name, compression: v.compression as Compression, imageSize, imageSha256, chunkSize, chunks };
+  const payload: StoredPayload = { name, compression: v.compression as Compression, imageSize, imageSha256, chunkSize, chunks };
+  return formatVersion === 1 ? payload : { ...payload, ...validateBlockFields(v, field, payload) };
 }
 
-export function validateStoredManifest(v: unknown): StoredManifest {
+/** Format 2's fields: block and unit sizes that tile the chunks, and the index section's size and hash. */
+function validateBlockFields(v: Record<string, unknown>, field: string, p: StoredPayload): Pick<StoredPayload, 'blockSize' | 'unitSize' | 'store' | 'index'> {
+  const blockSize = count(v.blockSize, `${field}.blockSize`, MIN_BLOCK_SIZE, MAX_BLOCK_SIZE);
+  if (!isPowerOfTwo(blockSize)) fail(`${field}.blockSize`, `must be a power of two, got ${blockSize}`);
+  const unitSize = count(v.unitSize, `${field}.unitSize`, blockSize, MAX_UNIT_SIZE);
+  if (unitSize % blockSize !== 0) fail(`${field}.unitSize`, `must be a multiple of blockSize ${blockSize}, got ${unitSize}`);
+  if (p.chunkSize % unitSize !== 0) fail(`${field}.unitSize`, `must divide chunkSize ${p.chunkSize}, got ${unitSize}`);
+  const layout = { imageSize: p.imageSize, chunkSize: p.chunkSize, blockSize, unitSize };
+  const section = (name: 'store' | 'index', most: number) => {
+    const s = v[name];
+    if (!isObject(s)) fail(`${field}.${name}`, 'must be an object');
+    onlyFields(s, `${field}.${name}`, ['storedSize', 'sha256']);
+    return { storedSize: count(s.storedSize, `${field}.${name}.storedSize`, 1, most), sha256: text(s.sha256, `${field}.${name}.sha256`, SHA256_HEX) };
+  };
+  const units = Math.ceil(p.imageSize / unitSize);
+  return {
+    blockSize,
+    unitSize,
+    store: section('store', maxStoredSize(p.imageSize) + units * 16),
+    index: section('index', maxStoredSize(indexLength(layout, 32))),
+  };
+}
+
+/** The largest index `create` can write for a payload (before gzip; lookup key length from the block count). */
+export function plannedIndexLength(layout: { imageSize: number; chunkSize: number; blockSize: number; unitSize: number }): number {
+  return maxStoredSize(indexLength(layout, lookupBytesFor(Math.ceil(layout.imageSize / layout.blockSize))));
+}
+
+export function validateStoredManifest(v: unknown, formatVersion = 1): StoredManifest {
   if (!isObject(v)) fail('', 'must be a JSON object');
   onlyFields(v, 'top level', ['version', 'securityVersion', 'compatible', 'createdAt', 'payloads']);
   const version = text(v.version, 'version', VERSION_TEXT);
@@ -133,14 +200,14 @@ export function validateStoredManifest(v: unknown): StoredManifest {
   const compatible = v.compatible.map((m: unknown, i: number) => text(m, `compatible[${i}]`, MODEL_NAME));
   if (typeof v.createdAt !== 'string' || Number.isNaN(Date.parse(v.createdAt))) fail('createdAt', 'must be an ISO date');
   if (!Array.isArray(v.payloads) || v.payloads.length === 0) fail('payloads', 'must be a non-empty array');
-  const payloads = v.payloads.map((p: unknown, i: number) => validatePayload(p, `payloads[${i}]`));
+  const payloads = v.payloads.map((p: unknown, i: number) => validatePayload(p, `payloads[${i}]`, formatVersion));
   const names = new Set(payloads.map((p) => p.name));
   if (names.size !== payloads.length) fail('payloads', 'name the same partition twice');
   return { version, securityVersion, compatible, createdAt: v.createdAt, payloads };
 }
 
 /** Adds what the stored form implies: chunk offsets, the header length, the bundle size. */
-export function describeManifest(stored: StoredManifest, manifestLength: number): BundleManifest {
+export function describeManifest(stored: StoredManifest, manifestLength: number, formatVersion = 1): BundleManifest {
   const headerLength = MANIFEST_OFFSET + manifestLength;
   let bundleOffset = headerLength;
   const chunks: ChunkInfo[] = [];
@@ -171,8 +238,30 @@ export function describeManifest(stored: StoredManifest, manifestLength: number)
       chunkCount: p.chunks.length,
     };
   });
+  const chunksEnd = bundleOffset;
+  // Format 2: every payload's unit store, then every payload's index.
+  const storeAt: number[] = [];
+  for (const p of stored.payloads) {
+    storeAt.push(bundleOffset);
+    bundleOffset += p.store?.storedSize ?? 0;
+  }
+  stored.payloads.forEach((p, i) => {
+    if (!p.index || !p.store || p.blockSize === undefined || p.unitSize === undefined) return;
+    payloads[i].blocks = {
+      blockSize: p.blockSize,
+      unitSize: p.unitSize,
+      offset: bundleOffset,
+      size: p.index.storedSize,
+      sha256: p.index.sha256,
+      storeOffset: storeAt[i],
+      storeSize: p.store.storedSize,
+      storeSha256: p.store.sha256,
+    };
+    bundleOffset += p.index.storedSize;
+  });
   if (!Number.isSafeInteger(bundleOffset)) fail('payloads', 'add up to an impossible bundle size');
   return {
+    formatVersion,
     version: stored.version,
     securityVersion: stored.securityVersion,
     compatible: stored.compatible,
@@ -180,17 +269,27 @@ export function describeManifest(stored: StoredManifest, manifestLength: number)
     payloads,
     chunks,
     headerLength,
+    chunksEnd,
     bundleSize: bundleOffset,
   };
 }
 
-/** Parses manifest bytes (already length-checked, and signature-checked where it matters). */
-export function parseManifest(bytes: Buffer): BundleManifest {
+/**
+ * Parses manifest bytes (already length-checked, and signature-checked where it matters) by the
+ * rules of `formatVersion` (from the preamble, which the signature covers). Without it, a manifest
+ * with format 2's `index` fields is read as format 2.
+ */
+export function parseManifest(bytes: Buffer, formatVersion?: number): BundleManifest {
   let value: unknown;
   try {
     value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
   } catch (err) {
     throw new BundleError('malformed', `manifest is not valid UTF-8 JSON (${(err as Error).message})`);
   }
-  return describeManifest(validateStoredManifest(value), bytes.length);
+  const version = formatVersion ?? (looksLikeFormat2(value) ? 2 : 1);
+  return describeManifest(validateStoredManifest(value, version), bytes.length, version);
+}
+
+function looksLikeFormat2(v: unknown): boolean {
+  return isObject(v) && Array.isArray(v.payloads) && v.payloads.some((p) => isObject(p) && 'index' in p);
 }

@@ -14,11 +14,13 @@ Options:
 function asJson(h: BundleFileHeader): unknown {
   const m = h.manifest;
   return {
+    formatVersion: m.formatVersion,
     version: m.version,
     securityVersion: m.securityVersion,
     compatible: m.compatible,
     createdAt: m.createdAt,
     headerLength: m.headerLength,
+    chunksEnd: m.chunksEnd,
     bundleSize: m.bundleSize,
     fileSize: h.fileSize,
     signatures: h.signatures.map((s) => ({ keyId: s.keyId })),
@@ -30,7 +32,7 @@ function asJson(h: BundleFileHeader): unknown {
 function asText(file: string, h: BundleFileHeader): string {
   const m = h.manifest;
   const lines = [
-    `${file}: piota bundle, ${describeBytes(m.bundleSize)} (not verified: use piota bundle verify)`,
+    `${file}: piota bundle format ${m.formatVersion}, ${describeBytes(m.bundleSize)} (not verified: use piota bundle verify)`,
     `  version           ${m.version}`,
     `  security version  ${m.securityVersion}`,
     `  compatible        ${m.compatible.join(', ')}`,
@@ -44,6 +46,7 @@ function asText(file: string, h: BundleFileHeader): string {
       `    image       ${describeBytes(p.imageSize)}, sha256 ${p.imageSha256}`,
       `    stored      ${describeBytes(p.storedSize)} in ${p.chunkCount} ${p.compression} chunk${p.chunkCount === 1 ? '' : 's'} of up to ${describeBytes(p.chunkSize)}`,
     );
+    if (p.blocks) lines.push(`    block index ${describeBytes(p.blocks.size)} at ${p.blocks.offset}: ${p.blocks.blockSize}-byte blocks, ${p.blocks.unitSize}-byte units`);
   }
   return lines.join('\n') + '\n';
 }
