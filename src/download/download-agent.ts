@@ -21,8 +21,7 @@ export interface DownloadAgentOptions {
 /**
  * The HTTPS agent of one download: the system's roots plus an extra CA, and, where a proxy applies,
  * an HTTP CONNECT tunnel through it with TLS to the server end to end (the proxy sees only the host
- * name and port). axios's own `proxy` option does not tunnel https requests correctly, so axios runs
- * with `proxy: false` and this agent decides, per connection (a redirect to another host included).
+ * name and port). The agent decides per connection, so a redirect to another host is decided again.
  */
 export class DownloadAgent extends Agent {
   constructor(private readonly settings: DownloadAgentOptions) {

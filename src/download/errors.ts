@@ -33,9 +33,9 @@ const CERT_NOT_TRUSTED = /^(UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER
 const CERT_DATES = /^(CERT_HAS_EXPIRED|CERT_NOT_YET_VALID)$/;
 const CERT_OTHER = /CERT|ERR_TLS|ERR_SSL/;
 
-/** Names a failure of axios, follow-redirects or node, for `host` (the URL's host, or `host:port`). */
+/** Names a failure of node's https or TLS, or of the proxy tunnel, for `host` (the URL's host, or `host:port`). */
 export function toDownloadError(err: unknown, host: string): DownloadError {
-  // follow-redirects wraps what our beforeRedirect throws, and axios wraps that again.
+  // A DownloadError may arrive wrapped as the cause of another error (an aborted request's).
   for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
     if (e instanceof DownloadError) return e;
   }
@@ -54,13 +54,10 @@ export function toDownloadError(err: unknown, host: string): DownloadError {
   if (code && CERT_OTHER.test(code)) {
     return new DownloadError('tlsError', `TLS with ${host} failed: ${detail}`, false);
   }
-  if (code === 'ERR_FR_TOO_MANY_REDIRECTS') {
-    return new DownloadError('tooManyRedirects', `${host} redirected too many times (a loop?): ${detail}`, false);
-  }
   return new DownloadError('networkError', `cannot download from ${host}: ${detail}`, true);
 }
 
-/** The innermost error code: AxiosError's own (ERR_BAD_RESPONSE...) says less than its cause's. */
+/** The innermost error code: a wrapper's own code says less than its cause's. */
 function findCode(err: unknown): string | undefined {
   let found: string | undefined;
   for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {

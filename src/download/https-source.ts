@@ -1,6 +1,5 @@
-import axios from 'axios';
-import type { IncomingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
+import type { IncomingMessage } from 'node:http';
+import { request } from 'node:https';
 import { DownloadAgent } from './download-agent.js';
 import { DownloadError, toDownloadError } from './errors.js';
 import type { ProxySetting } from './proxy.js';
@@ -72,42 +71,23 @@ export async function openDownload(req: DownloadRequest): Promise<DownloadRespon
   }
   const where = `${url.host}${url.pathname}`;
   const watch = new DownloadWatch(url.host, { idleTimeoutMs, deadlineMs: req.deadlineMs, minSpeed: req.minSpeed }, req.signal);
-  let response;
+  let response: IncomingMessage;
   try {
-    response = await axios.get<Readable>(url.href, {
-      responseType: 'stream',
-      headers,
-      httpsAgent: new DownloadAgent({ extraCa: req.ca, proxy: req.proxy, connectTimeoutMs: idleTimeoutMs }),
-      maxRedirects: 5,
-      beforeRedirect: (options) => {
-        if (options.protocol !== 'https:') {
-          throw new DownloadError('notHttps', `${where} redirected to a non-https address (${options.protocol}//${options.host}${options.path ?? ''}); only https is followed`, false);
-        }
-      },
-      // Until the response headers; the body is watched by `watch` (the axios timer stops there).
-      timeout: idleTimeoutMs,
-      signal: watch.signal,
-      validateStatus: () => true,
-      decompress: false,
-      // -1: the body is the response itself, not a copy through axios's length-counting stream.
-      maxContentLength: -1,
-      // axios's proxy does not tunnel https: DownloadAgent does (HTTPS_PROXY, NO_PROXY, `proxy`).
-      proxy: false,
-    });
+    response = await getFollowingRedirects(url, headers, new DownloadAgent({ extraCa: req.ca, proxy: req.proxy, connectTimeoutMs: idleTimeoutMs }), idleTimeoutMs, watch.signal, where);
   } catch (err) {
     watch.stop();
     throw watch.failure ?? toDownloadError(err, url.host);
   }
-  const stream = response.data;
-  // The socket idle timer follow-redirects set for the headers would also count the caller's own
-  // pauses (backpressure); from here on the watch measures idleness, on the time spent waiting.
-  (stream as Partial<Pick<import('node:http').IncomingMessage, 'socket'>>).socket?.setTimeout(0);
+  const stream = response;
+  // The socket idle timer set for the headers would also count the caller's own pauses
+  // (backpressure); from here on the watch measures idleness, on the time spent waiting.
+  stream.socket?.setTimeout(0);
   const abandon = (err: DownloadError): DownloadError => {
     watch.stop();
     stream.destroy();
     return err;
   };
-  const { status } = response;
+  const status = response.statusCode ?? 0;
   if (status === 416 && start > 0) {
     // The file is now shorter than the position a resume asks for: it is another file.
     throw abandon(new DownloadError('fileChanged', `the file at ${where} is now shorter than byte ${start} (HTTP 416, Content-Range '${response.headers['content-range'] ?? ''}'); start again from byte 0`, true));
@@ -118,7 +98,7 @@ export async function openDownload(req: DownloadRequest): Promise<DownloadRespon
   }
   let plan: ResponsePlan;
   try {
-    plan = planResponse(status, response.headers as unknown as IncomingHttpHeaders, { start, ifRange: req.ifRange, expectedTotal: req.expectedTotal }, where);
+    plan = planResponse(status, response.headers, { start, ifRange: req.ifRange, expectedTotal: req.expectedTotal }, where);
   } catch (err) {
     throw abandon(err as DownloadError);
   }
@@ -134,6 +114,47 @@ export async function openDownload(req: DownloadRequest): Promise<DownloadRespon
       stream.destroy();
     },
   };
+}
+
+const MAX_REDIRECTS = 5;
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/**
+ * GET with node's own https (no HTTP library: the download stack loads in milliseconds and a few
+ * MiB, and the body is the socket's stream itself). Follows up to MAX_REDIRECTS redirects, to https
+ * only, keeping the Range headers; the headers must arrive within `timeoutMs` of the request.
+ */
+async function getFollowingRedirects(
+  first: URL,
+  headers: Record<string, string>,
+  agent: DownloadAgent,
+  timeoutMs: number,
+  signal: AbortSignal,
+  where: string,
+): Promise<IncomingMessage> {
+  let url = first;
+  for (let redirects = 0; ; redirects++) {
+    const response = await getOnce(url, headers, agent, timeoutMs, signal);
+    const location = response.headers.location;
+    if (!REDIRECTS.has(response.statusCode ?? 0) || !location) return response;
+    response.destroy();
+    const next = new URL(location, url);
+    if (next.protocol !== 'https:') {
+      throw new DownloadError('notHttps', `${where} redirected to a non-https address (${next.href}); only https is followed`, false);
+    }
+    if (redirects + 1 > MAX_REDIRECTS) throw new DownloadError('tooManyRedirects', `${first.host} redirected more than ${MAX_REDIRECTS} times (a loop?), last to ${next.host}${next.pathname}`, false);
+    url = next;
+  }
+}
+
+function getOnce(url: URL, headers: Record<string, string>, agent: DownloadAgent, timeoutMs: number, signal: AbortSignal): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'GET', headers, agent, signal });
+    req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+    req.once('response', resolve);
+    req.once('error', reject);
+    req.end();
+  });
 }
 
 function checkRequest(req: DownloadRequest): void {
