@@ -19,6 +19,12 @@
 #                            (write access) and piota-trial-guard.service (the path)
 #   --trusted-key FILE       a bundle-signing public key (PEM); repeat for several (a key rotation);
 #                            copied to /etc/piota/keys/<key id>.pub and replaces the configured list
+#   --hub-ca FILE            the CA (PEM) that signed the IoT Hub's certificate, for a hub with a private
+#                            CA: copied to /etc/piota/hub-ca.pem and set as hubCaFile
+#   --download-ca FILE       an extra CA (PEM) for bundle downloads (a mirror with a private CA): copied to
+#                            /etc/piota/download-ca.pem and set as downloadCaFile
+#   --maintenance-window W   when updates may apply: JSON {"cron":"0 2 * * *","durationMinutes":120,
+#                            "timeZone":"Europe/Berlin"}, or 'none' to apply at once
 # The config is checked with the daemon's own rules (piota config check) before it replaces the old.
 # Device
 #   --state-dir DIR          state directory on the shared data partition (the config's
@@ -31,6 +37,8 @@
 #   --allow-state-on-rootfs  accept a state directory on the root filesystem (a Pi without A/B
 #                            slots, for trying piota out: an A/B update would erase it)
 #   --no-start               enable the service but do not (re)start it now
+#   --no-enable              leave enabling the service to the caller (piota image convert enables
+#                            every unit of the package's preset)
 # Other
 #   --uninstall              stop, disable and remove the package (config and state are kept)
 #   --purge                  with --uninstall: delete the config and the state directory too
@@ -103,7 +111,11 @@ uninstall=0
 purge=0
 keys=()
 export PIOTA_SET_MODEL="" PIOTA_SET_SLOT_A="" PIOTA_SET_SLOT_B="" PIOTA_SET_BOOT_BACKEND="" \
-  PIOTA_SET_BOOT_PARTITIONS="" PIOTA_SET_AUTOBOOT_FILE="" PIOTA_SET_TRUSTED_KEYS="" PIOTA_SET_STATE_DIR=""
+  PIOTA_SET_BOOT_PARTITIONS="" PIOTA_SET_AUTOBOOT_FILE="" PIOTA_SET_TRUSTED_KEYS="" PIOTA_SET_STATE_DIR="" \
+  PIOTA_SET_HUB_CA_FILE="" PIOTA_SET_DOWNLOAD_CA_FILE="" PIOTA_SET_MAINTENANCE_WINDOW=""
+hub_ca=""
+download_ca=""
+enable=1
 fleet_flags=0
 
 need_value() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value (see --help)"; }
@@ -119,6 +131,10 @@ while [ $# -gt 0 ]; do
     --autoboot-file) need_value "$@"; PIOTA_SET_AUTOBOOT_FILE="$(canonical_path --autoboot-file "$2")" || exit 1
       check_autoboot_file --autoboot-file "$PIOTA_SET_AUTOBOOT_FILE"; fleet_flags=1; shift 2 ;;
     --trusted-key) need_value "$@"; keys+=("$2"); fleet_flags=1; shift 2 ;;
+    --hub-ca) need_value "$@"; hub_ca="$2"; PIOTA_SET_HUB_CA_FILE=/etc/piota/hub-ca.pem; fleet_flags=1; shift 2 ;;
+    --download-ca) need_value "$@"; download_ca="$2"; PIOTA_SET_DOWNLOAD_CA_FILE=/etc/piota/download-ca.pem; fleet_flags=1; shift 2 ;;
+    --maintenance-window) need_value "$@"; PIOTA_SET_MAINTENANCE_WINDOW="$2"; fleet_flags=1; shift 2 ;;
+    --no-enable) enable=0; shift ;;
     --state-dir) need_value "$@"; state_dir="$(canonical_path --state-dir "$2")" || exit 1
       check_state_dir --state-dir "$state_dir"; PIOTA_SET_STATE_DIR="$state_dir"; fleet_flags=1; shift 2 ;;
     --connection-string) need_value "$@"; cs="$2"; cs_given=1; shift 2 ;;
@@ -290,6 +306,12 @@ for key in "${keys[@]}"; do
   key_file_of[$id]="$key"
   key_ids+=("$id")
 done
+# A CA file must be a PEM certificate (what the daemon hands to TLS); it is copied after the check.
+for ca in "$hub_ca" "$download_ca"; do
+  [ -n "$ca" ] || continue
+  [ -f "$ca" ] || die "CA file $ca: no such file"
+  grep -q -- '-----BEGIN CERTIFICATE-----' "$ca" || die "CA file $ca: not a PEM certificate (no BEGIN CERTIFICATE line)"
+done
 if [ ${#key_ids[@]} -gt 0 ]; then
   PIOTA_SET_TRUSTED_KEYS="$(printf '/etc/piota/keys/%s.pub\n' "${key_ids[@]}")"
 fi
@@ -334,6 +356,13 @@ if (env.PIOTA_SET_BOOT_PARTITIONS) {
 }
 if (env.PIOTA_SET_AUTOBOOT_FILE) c.boot.autobootFile = env.PIOTA_SET_AUTOBOOT_FILE;
 if (env.PIOTA_SET_STATE_DIR) c.stateDir = env.PIOTA_SET_STATE_DIR;
+if (env.PIOTA_SET_HUB_CA_FILE) c.hubCaFile = env.PIOTA_SET_HUB_CA_FILE;
+if (env.PIOTA_SET_DOWNLOAD_CA_FILE) c.downloadCaFile = env.PIOTA_SET_DOWNLOAD_CA_FILE;
+if (env.PIOTA_SET_MAINTENANCE_WINDOW === 'none') c.maintenanceWindow = null;
+else if (env.PIOTA_SET_MAINTENANCE_WINDOW) {
+  try { c.maintenanceWindow = JSON.parse(env.PIOTA_SET_MAINTENANCE_WINDOW); }
+  catch { fail(`--maintenance-window ${env.PIOTA_SET_MAINTENANCE_WINDOW}: expected JSON such as {"cron":"0 2 * * *","durationMinutes":120,"timeZone":"Europe/Berlin"}, or none`); }
+}
 if (env.PIOTA_SET_TRUSTED_KEYS) c.trustedKeys = env.PIOTA_SET_TRUSTED_KEYS.split('\n').filter(Boolean);
 const text = JSON.stringify(c, null, 2) + '\n';
 let old = null;
@@ -362,6 +391,13 @@ if [ ${#key_ids[@]} -gt 0 ]; then
     note "trusted key ${key_file_of[$id]}: key id $id, /etc/piota/keys/$id.pub"
   done
 fi
+for pair in "$hub_ca:hub-ca.pem" "$download_ca:download-ca.pem"; do
+  ca="${pair%:*}"
+  [ -n "$ca" ] || continue
+  mkdir -p "$root/etc/piota"
+  if ! cmp -s "$ca" "$root/etc/piota/${pair##*:}"; then install -m 0644 "$ca" "$root/etc/piota/${pair##*:}"; fi
+  note "CA $ca: /etc/piota/${pair##*:}"
+done
 if [ -f "$candidate" ]; then
   mv -f "$candidate" "$config"
   sync "$(dirname "$config")"
@@ -453,8 +489,10 @@ else
   rm -f "$dropin_dir/autoboot-file.conf" "$guard_dropin_dir/autoboot-file.conf"
 fi
 rmdir "$dropin_dir" "$guard_dropin_dir" 2>/dev/null || true
-systemctl "${systemctl_root[@]}" enable piota.service >/dev/null 2>&1 || die "could not enable piota.service"
-note "piota.service is enabled"
+if [ "$enable" = 1 ]; then
+  systemctl "${systemctl_root[@]}" enable piota.service >/dev/null 2>&1 || die "could not enable piota.service"
+  note "piota.service is enabled"
+fi
 if [ "$systemd_running" = 1 ] && [ "$start" = 1 ]; then
   systemctl daemon-reload
   systemctl restart piota.service || die "piota.service did not start: journalctl -u piota -b"

@@ -1,0 +1,66 @@
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { runTool, toolText } from './run-tool.js';
+
+/**
+ * The loop devices, mounts and temporary directories one command makes, undone in reverse order by
+ * `release()` on every exit path: success, an error, or SIGINT/SIGTERM (`releaseOnSignals`).
+ *
+ * This kernel (and others) may not scan partition tables on loop devices (`losetup -P` makes no
+ * loopNpM), so each partition gets a loop device of its own, with --offset and --sizelimit.
+ */
+export class Scratch {
+  private readonly undo: (() => Promise<unknown>)[] = [];
+
+  /** A loop device over `length` bytes of `file` from `offset`; read-only unless `writable`. */
+  async loop(file: string, offset: number, length: number, writable: boolean): Promise<string> {
+    const args = ['--find', '--show', '--offset', String(offset), '--sizelimit', String(length)];
+    if (!writable) args.push('--read-only');
+    const dev = (await toolText('losetup', [...args, file])).trim();
+    this.undo.push(() => runTool('losetup', ['--detach', dev], { allowFailure: true }));
+    return dev;
+  }
+
+  /** Mounts `device` (ext4) at a new directory under `dir` and returns that directory. */
+  async mount(device: string, at: string, options = 'rw'): Promise<string> {
+    await mkdir(at, { recursive: true });
+    await runTool('mount', ['-t', 'ext4', '-o', options, device, at]);
+    this.undo.push(() => runTool('umount', [at], { allowFailure: true }));
+    return at;
+  }
+
+  /** Unmounts `at` now (it was mounted by this Scratch), so its file system can be checked or copied. */
+  async unmount(at: string): Promise<void> {
+    await runTool('umount', [at]);
+  }
+
+  /** A temporary directory under `parent`, removed on release. */
+  async tempDir(parent: string, prefix: string): Promise<string> {
+    const dir = await mkdtemp(join(parent, prefix));
+    this.undo.push(() => rm(dir, { recursive: true, force: true }));
+    return dir;
+  }
+
+  /** Undoes everything, newest first; never throws (each step is best effort). */
+  async release(): Promise<void> {
+    while (this.undo.length > 0) {
+      const step = this.undo.pop()!;
+      await step().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Releases on SIGINT/SIGTERM too, then exits as the signal would have (130/143). Returns the
+   * function that removes the handlers.
+   */
+  releaseOnSignals(): () => void {
+    const handlers = (['SIGINT', 'SIGTERM'] as const).map((signal) => {
+      const h = () => {
+        void this.release().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+      };
+      process.once(signal, h);
+      return [signal, h] as const;
+    });
+    return () => handlers.forEach(([s, h]) => process.off(s, h));
+  }
+}
