@@ -106,6 +106,14 @@ class Counter {
     }
   }
 
+  /** The most admitted in one whole second (the current second is still filling). */
+  peak(now: number): number {
+    const s = Math.floor(now / 1000);
+    let peak = this.peakPerSecond;
+    for (const [k, n] of this.seconds) if (k < s) peak = Math.max(peak, n);
+    return peak;
+  }
+
   /** Mean rate over the last `span` whole seconds. */
   recent(now: number, span = 10): number {
     const s = Math.floor(now / 1000);
@@ -225,7 +233,7 @@ export class Throttle {
         admitted: k.admitted,
         throttled: k.throttled,
         delayed: k.delayed,
-        peakPerSecond: k.peakPerSecond,
+        peakPerSecond: k.peak(now),
         recentPerSecond: round(k.recent(now)),
       };
     }

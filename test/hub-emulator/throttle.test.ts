@@ -28,7 +28,7 @@ describe('the throttle (token bucket per category)', () => {
     expect(() => t.take('twinUpdates')).toThrow();
     const stats = t.stats() as Row;
     expect(stats.tier).toBe('S1');
-    expect(stats.categories.twinUpdates).toMatchObject({ limitPerSecond: 50, admitted: 105, throttled: 3 });
+    expect(stats.categories.twinUpdates).toMatchObject({ limitPerSecond: 50, admitted: 105, throttled: 3, peakPerSecond: 55 });
   });
 
   it('per-minute limits admit one call and then one every 60/limit seconds', () => {
