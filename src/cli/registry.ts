@@ -21,6 +21,7 @@ export const commands: CommandEntry[] = [
   { path: ['bundle', 'info'], summary: "print a bundle's manifest", load: async () => (await import('./bundle-info.js')).bundleInfo },
   { path: ['provision'], summary: 'first boot: move the connection string dropped on the bootconfig partition to the data partition', load: async () => (await import('./provision.js')).provisionCommand },
   { path: ['image', 'convert'], summary: 'turn a Raspberry Pi OS image into an A/B tryboot image with piota installed', load: async () => (await import('./image-convert.js')).imageConvertCommand },
+  { path: ['image', 'inspect'], summary: 'check an image: layout, slots, autoboot.txt, piota and its config, and what is wrong', load: async () => (await import('./image-inspect.js')).imageInspectCommand },
   { path: ['config', 'check'], summary: "check a config or connection string file with the daemon's own rules", load: async () => (await import('./config-check.js')).configCheckCommand },
   { path: ['rollout', 'start'], summary: 'roll a release out to a fleet in waves (IoT Hub jobs), halting by itself on failures', load: async () => (await import('./rollout-start.js')).rolloutStartCommand },
   { path: ['rollout', 'status'], summary: 'a rollout per wave and overall: results, failure rate, failed and offline devices', load: async () => (await import('./rollout-status.js')).rolloutStatusCommand },

@@ -13,6 +13,7 @@ import { readInputImage } from './input-image.js';
 import { PARTITION_OF, SLOTS, partitionOf, planLayout, sfdiskScript, type LayoutSizes, type SlotName } from './layout.js';
 import { partUuid } from './mbr.js';
 import { requireNode } from './node-check.js';
+import { dirReader } from './root-reader.js';
 import { removeResizeHooks, slotFstab, writeWatchdogConf } from './root-files.js';
 import { missingTools, runTool } from './run-tool.js';
 import { Scratch } from './scratch.js';
@@ -154,7 +155,7 @@ export async function convertImage(o: ConvertOptions, log: (line: string) => voi
       log(`installed ${p.name} ${p.version} (${p.architecture}) from ${deb}${p.scripts.length ? `; its ${p.scripts.join(', ')} not run` : ''}`);
     }
     if (o.installDebs.length > 0) await ldconfig(root, log);
-    const node = await requireNode(root);
+    const node = await requireNode(dirReader(root));
     log(`Node.js ${node.version} (${node.source})`);
     const piota = await unpackDeb(o.deb, root, scratch, work);
     if (piota.name !== 'piota') throw new ImageError('refused', `--deb ${o.deb}: the package '${piota.name}', not piota`);
@@ -165,7 +166,7 @@ export async function convertImage(o: ConvertOptions, log: (line: string) => voi
     const data = await scratch.mount(dataDev, join(root, 'data'));
     await writeFleetConfig(root, o.fleet, log);
     await prepareData(root, data);
-    const { units, from } = await unitsToEnable(root);
+    const { units, from } = await unitsToEnable(dirReader(root));
     const links = await enableUnits(root, units);
     log(`enabled ${units.join(', ')} (from ${from}): ${links.map((l) => '/' + l).join(', ')}`);
     await writeFileDurably(join(root, 'etc/fstab'), slotFstab((await readFile(join(root, 'etc/fstab'), 'utf8').catch(() => '')), mountsOf(uuid, 'A')));

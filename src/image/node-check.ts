@@ -1,8 +1,7 @@
 import { gunzipSync } from 'node:zlib';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { ImageError } from './image-error.js';
 import { isInstalled, majorOf, parseStanzas } from './dpkg-status.js';
+import { readText, type RootReader } from './root-reader.js';
 
 export const MIN_NODE_MAJOR = 20;
 
@@ -18,8 +17,8 @@ export interface NodeFound {
  * that Provides it), else, in a root unpacked without dpkg, /usr/bin/node with the version at the
  * top of the package's changelog.
  */
-export async function findNode(root: string): Promise<NodeFound | undefined> {
-  const status = parseStanzas((await readFile(join(root, 'var/lib/dpkg/status'), 'utf8').catch(() => '')));
+export async function findNode(root: RootReader): Promise<NodeFound | undefined> {
+  const status = parseStanzas((await readText(root, '/var/lib/dpkg/status')) ?? '');
   for (const s of status.filter(isInstalled)) {
     if (s.get('Package') === 'nodejs') return { version: s.get('Version') ?? '?', source: 'dpkg status: nodejs' };
   }
@@ -27,12 +26,9 @@ export async function findNode(root: string): Promise<NodeFound | undefined> {
     const m = /(?:^|,)\s*nodejs\s*\(=\s*([^)\s]+)\s*\)/.exec(s.get('Provides') ?? '');
     if (m) return { version: m[1]!, source: `dpkg status: ${s.get('Package')} (Provides: nodejs)` };
   }
-  const hasNode = await readFile(join(root, 'usr/bin/node')).then(
-    () => true,
-    () => false,
-  );
+  const hasNode = (await root.read('/usr/bin/node')) !== undefined || (await root.readlink('/usr/bin/node')) !== undefined;
   if (!hasNode) return undefined;
-  const changelog = await readFile(join(root, 'usr/share/doc/nodejs/changelog.Debian.gz')).catch(() => undefined);
+  const changelog = await root.read('/usr/share/doc/nodejs/changelog.Debian.gz');
   if (!changelog) return { version: 'unknown', source: 'usr/bin/node (no package metadata)' };
   const first = gunzipSync(changelog).toString('utf8').split('\n')[0] ?? '';
   const m = /^nodejs \(([^)]+)\)/.exec(first);
@@ -48,7 +44,7 @@ export function nodeProblem(found: NodeFound | undefined): string | undefined {
   return undefined;
 }
 
-export async function requireNode(root: string): Promise<NodeFound> {
+export async function requireNode(root: RootReader): Promise<NodeFound> {
   const found = await findNode(root);
   const problem = nodeProblem(found);
   if (problem) throw new ImageError('refused', problem);

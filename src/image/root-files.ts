@@ -1,6 +1,7 @@
-import { lstat, mkdir, readFile, readdir, rm, symlink } from 'node:fs/promises';
+import { lstat, mkdir, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileDurably } from '../os/durable-file.js';
+import { dirReader, type RootReader } from './root-reader.js';
 
 /**
  * A slot's root file system, edited offline (mounted at `root` on the host): its fstab and the
@@ -48,21 +49,19 @@ export function slotFstab(original: string, m: SlotMounts): string {
   ].join('\n');
 }
 
-/** What in a root file system would resize it at first boot (paths relative to the root). */
-export async function findResizeHooks(root: string): Promise<string[]> {
+/** What in a root file system would resize it at first boot (absolute paths inside it). */
+export async function findResizeHooks(root: RootReader): Promise<string[]> {
   const found: string[] = [];
-  const etc = join(root, 'etc/systemd/system');
-  for (const dir of await readdir(etc).catch(() => [] as string[])) {
+  const etc = '/etc/systemd/system';
+  for (const dir of await root.list(etc)) {
     if (!dir.endsWith('.wants') && !dir.endsWith('.requires')) continue;
-    for (const name of await readdir(join(etc, dir)).catch(() => [] as string[])) {
-      if (name === 'rpi-resize.service') found.push(`etc/systemd/system/${dir}/${name}`);
-    }
+    if ((await root.list(`${etc}/${dir}`)).includes('rpi-resize.service')) found.push(`${etc}/${dir}/rpi-resize.service`);
   }
   // Before trixie: a SysV script that deletes itself after one run.
-  if (await exists(join(root, 'etc/init.d/resize2fs_once'))) found.push('etc/init.d/resize2fs_once');
-  for (const rc of await readdir(join(root, 'etc')).catch(() => [] as string[])) {
+  if ((await root.read('/etc/init.d/resize2fs_once')) !== undefined) found.push('/etc/init.d/resize2fs_once');
+  for (const rc of await root.list('/etc')) {
     if (!/^rc[0-6S]\.d$/.test(rc)) continue;
-    for (const name of await readdir(join(root, 'etc', rc))) if (/^[SK]\d\dresize2fs_once$/.test(name)) found.push(`etc/${rc}/${name}`);
+    for (const name of await root.list(`/etc/${rc}`)) if (/^[SK]\d\dresize2fs_once$/.test(name)) found.push(`/etc/${rc}/${name}`);
   }
   return found;
 }
@@ -80,7 +79,7 @@ async function exists(path: string): Promise<boolean> {
  * Returns what was removed.
  */
 export async function removeResizeHooks(root: string): Promise<string[]> {
-  const hooks = await findResizeHooks(root);
+  const hooks = await findResizeHooks(dirReader(root));
   for (const h of hooks) await rm(join(root, h), { force: true });
   const unit = ['usr/lib/systemd/system/rpi-resize.service', 'lib/systemd/system/rpi-resize.service'];
   if ((await Promise.all(unit.map((u) => exists(join(root, u))))).some(Boolean)) {
@@ -102,8 +101,4 @@ RebootWatchdogSec=2min
 
 export async function writeWatchdogConf(root: string): Promise<void> {
   await writeFileDurably(join(root, 'etc/systemd/system.conf.d/watchdog.conf'), WATCHDOG_CONF, { mkdirs: true });
-}
-
-export async function readText(path: string): Promise<string | undefined> {
-  return readFile(path, 'utf8').catch(() => undefined);
 }

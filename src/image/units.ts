@@ -1,6 +1,7 @@
 import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ImageError } from './image-error.js';
+import { readText, type RootReader } from './root-reader.js';
 
 /** piota's preset file: when the package ships it, it lists every unit to enable. */
 export const PIOTA_PRESET = 'usr/lib/systemd/system-preset/80-piota.preset';
@@ -19,8 +20,8 @@ export function presetEnables(text: string): string[] {
 }
 
 /** The units piota's package wants enabled in `root`: from its preset file, else the default list. */
-export async function unitsToEnable(root: string): Promise<{ units: string[]; from: string }> {
-  const preset = await readFile(join(root, PIOTA_PRESET), 'utf8').catch(() => undefined);
+export async function unitsToEnable(root: RootReader): Promise<{ units: string[]; from: string }> {
+  const preset = await readText(root, `/${PIOTA_PRESET}`);
   if (preset !== undefined) return { units: presetEnables(preset), from: `/${PIOTA_PRESET}` };
   return { units: DEFAULT_UNITS, from: "the package's maintainer script (no preset file)" };
 }
