@@ -262,3 +262,75 @@ describe('resuming', () => {
     expect(whole.destroyed).toBe(true);
   });
 });
+
+describe('read-ahead into pooled buffers (the daemon path)', () => {
+  /** A pool that counts how many of its buffers are out at once. */
+  function countingPool() {
+    const free: Buffer[] = [];
+    const pool = {
+      out: 0,
+      most: 0,
+      made: 0,
+      take(size: number): Buffer {
+        pool.out += 1;
+        pool.most = Math.max(pool.most, pool.out);
+        const b = free.pop() ?? (pool.made++, Buffer.alloc(256 * 1024));
+        return b.subarray(0, size);
+      },
+      give(b: Buffer): void {
+        pool.out -= 1;
+        free.push(Buffer.from(b.buffer, b.byteOffset, 256 * 1024));
+      },
+    };
+    return pool;
+  }
+  const image = imageBytes(3 * 1024 * 1024 + 777, 11);
+  let pooled: Made;
+  beforeAll(async () => {
+    // Chunks of 256 KiB: hashed on libuv's pool (WebCrypto), not on the main thread.
+    pooled = await makeBundle(ws, 'pooled', { rootfs: image }, { chunkSize: 256 * 1024, compression: 'none' });
+  });
+
+  for (const readAhead of [1, 2, 3]) {
+    it(`readAhead ${readAhead}: every byte arrives, and at most ${readAhead + 1} buffers are out at once, however many chunks`, async () => {
+      const pool = countingPool();
+      const h = await verifyHeader(pieces(pooled.bytes, [1000, 70_000, 5]), device(pooled.key));
+      const out = Buffer.alloc(image.length);
+      let count = 0;
+      for await (const c of verifyChunks(h, h.rest, 0, { readAhead, buffers: pool })) {
+        c.data.copy(out, c.imageOffset);
+        c.release();
+        count++;
+      }
+      expect(count).toBe(13);
+      expect(out.equals(image)).toBe(true);
+      expect(pool.most).toBeLessThanOrEqual(readAhead + 1);
+      expect(pool.made).toBeLessThanOrEqual(readAhead + 1);
+      expect(pool.out).toBe(0);
+    });
+  }
+
+  it('a bad large chunk is refused (hashMismatch) after the chunks before it, and its buffer goes back', async () => {
+    const h0 = await verifyHeader(pieces(pooled.bytes), device(pooled.key));
+    const bad = Buffer.from(pooled.bytes);
+    bad[h0.manifest.chunks[5].bundleOffset + 1000] ^= 1;
+    const pool = countingPool();
+    const h = await verifyHeader(pieces(bad, [65536]), device(pooled.key));
+    const seen: number[] = [];
+    const err = await (async () => {
+      for await (const c of verifyChunks(h, h.rest, 0, { readAhead: 2, buffers: pool })) {
+        seen.push(c.index);
+        c.release();
+      }
+    })().catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'hashMismatch' });
+    expect((err as Error).message).toContain('chunk 5 of rootfs');
+    expect(seen).toEqual([0, 1, 2, 3, 4]);
+    expect(pool.out).toBe(0);
+  });
+
+  it('refuses a readAhead that is not a whole number >= 1', async () => {
+    const h = await verifyHeader(pieces(pooled.bytes), device(pooled.key));
+    await expect(verifyChunks(h, h.rest, 0, { readAhead: 0 }).next()).rejects.toMatchObject({ code: 'invalidArgument' });
+  });
+});
