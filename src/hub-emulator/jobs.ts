@@ -84,6 +84,8 @@ export class JobManager {
   private saving: Promise<void> = Promise.resolve();
   private saveTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Device operations under way, across jobs: close() waits for them so their results are saved. */
+  private readonly operations = new Set<Promise<void>>();
 
   private constructor(private readonly options: JobsOptions) {
     this.file = join(options.dir, 'jobs.json');
@@ -246,8 +248,12 @@ export class JobManager {
       await this.options.throttle.acquire('jobDeviceOperations');
       while (inFlight.size >= MAX_IN_FLIGHT) await Promise.race(inFlight);
       if (job.status !== 'running' || this.closed) break;
-      const op = this.runDevice(job, d).finally(() => inFlight.delete(op));
+      const op = this.runDevice(job, d).finally(() => {
+        inFlight.delete(op);
+        this.operations.delete(op);
+      });
       inFlight.add(op);
+      this.operations.add(op);
     }
     await Promise.all(inFlight);
     this.settle(job);
@@ -270,7 +276,12 @@ export class JobManager {
       if (d.status === 'running') this.finishDevice(d, 'completed');
     } catch (err) {
       if (d.status !== 'running') return;
-      const e = err instanceof HubError ? err : new HubError('ServerError', (err as Error).message);
+      // A call the stopping hub cut short is not the device's failure to answer.
+      const e = this.closed
+        ? new HubError('ServerError', 'the hub stopped while this device operation was in flight')
+        : err instanceof HubError
+          ? err
+          : new HubError('ServerError', (err as Error).message);
       this.finishDevice(d, 'failed', { code: e.code, description: e.message });
     }
     this.save();
@@ -328,12 +339,14 @@ export class JobManager {
     return this.saving;
   }
 
+  /** Stops starting device operations, waits for those under way (the hub core fails its method calls first), saves. */
   async close(): Promise<void> {
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     if (this.saveTimer) clearTimeout(this.saveTimer);
     this.saveTimer = undefined;
+    await Promise.allSettled([...this.operations]);
     await this.saveNow();
   }
 }

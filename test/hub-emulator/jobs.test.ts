@@ -191,3 +191,53 @@ describe('jobs (/jobs/v2) through the real JobClient', () => {
     expect(rows).toHaveLength(3);
   });
 });
+
+describe('a job running when the hub stops', () => {
+  /** The job, or undefined while S1's jobs-operations rate (100/min) refuses the read. */
+  async function jobOf(jobs: JobClient, id: string): Promise<Row | undefined> {
+    try {
+      return (await jobs.getJob(id)).jobStatus as unknown as Row;
+    } catch (e) {
+      if ((e as Error).name === 'ThrottlingError') return undefined;
+      throw e;
+    }
+  }
+
+  it('goes on after a restart with the devices it had not reached', async () => {
+    const dir = await tempDir();
+    let hub: RunningHub | undefined;
+    try {
+      for (let i = 1; i <= 30; i++) await addDevice(dir, `rs-${String(i).padStart(2, '0')}`);
+      // S1 paces the job at 10 devices a second, so it is still running when the hub stops.
+      hub = await startTestHub(dir, { tier: 'S1' });
+      let jobs = await jobClient(hub);
+      await jobs.scheduleTwinUpdate('resume', '*', { tags: { resumed: true } } as never);
+      await eventually(async () => ((await jobOf(jobs, 'resume'))?.deviceJobStatistics.succeededCount ?? 0) > 0, 10_000, 'a first device');
+      const { info } = hub;
+      await hub.close();
+      hub = undefined;
+      hub = await startHub({ dir, mqttPort: info.mqttPort, httpsPort: info.httpsPort, tier: 'S1' });
+      jobs = await jobClient(hub);
+      const before = (await jobOf(jobs, 'resume'))!.deviceJobStatistics;
+      expect(before.deviceCount).toBe(30);
+      expect(before.pendingCount).toBeGreaterThan(0);
+      let job: Row | undefined;
+      await eventually(
+        async () => {
+          job = await jobOf(jobs, 'resume');
+          return job?.status === 'completed';
+        },
+        20_000,
+        'the job to complete after the restart',
+      );
+      // Updates in flight when the hub stopped finished and were saved before it closed.
+      expect(job!.deviceJobStatistics).toMatchObject({ deviceCount: 30, succeededCount: 30, failedCount: 0 });
+      await new Promise((r) => setTimeout(r, 3100)); // S1 allows one query every 3 s
+      const { rows } = await allRows(serviceRegistry(hub.info), 'SELECT deviceId FROM devices WHERE tags.resumed = true');
+      expect(rows.length).toBe(30);
+    } finally {
+      await hub?.close();
+      await removeDir(dir);
+    }
+  });
+});
