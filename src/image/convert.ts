@@ -13,7 +13,7 @@ import { readInputImage } from './input-image.js';
 import { PARTITION_OF, SLOTS, partitionOf, planLayout, sfdiskScript, type LayoutSizes, type SlotName } from './layout.js';
 import { partUuid } from './mbr.js';
 import { requireNode } from './node-check.js';
-import { dirReader } from './root-reader.js';
+import { dirReader, ext4Reader } from './root-reader.js';
 import { removeResizeHooks, slotFstab, writeWatchdogConf } from './root-files.js';
 import { missingTools, runTool } from './run-tool.js';
 import { Scratch } from './scratch.js';
@@ -56,6 +56,7 @@ export const CONVERT_TOOLS: Record<string, string> = {
   resize2fs: 'e2fsprogs',
   e2image: 'e2fsprogs',
   'dpkg-deb': 'dpkg',
+  debugfs: 'e2fsprogs',
   bash: 'bash',
 };
 
@@ -95,6 +96,9 @@ export async function convertImage(o: ConvertOptions, log: (line: string) => voi
   log(`input ${input}: disk ${image.table.diskId}, boot partition ${mib(image.boot.size)}, root file system ${mib(image.rootFsBytes)}`);
   if (image.boot.size > o.sizes.boot) throw new ImageError('refused', `the input's boot partition (${mib(image.boot.size)}) does not fit --boot-size ${mib(o.sizes.boot)}`);
   if (image.rootFsBytes > o.sizes.root) throw new ImageError('refused', `the input's root file system (${mib(image.rootFsBytes)}) does not fit --root-size ${mib(o.sizes.root)}`);
+
+  // Without extra packages the input's own Node.js decides, before anything is written.
+  if (o.installDebs.length === 0) await requireNode(ext4Reader(input, image.root.start));
 
   const layout = planLayout(o.sizes);
   const diskId = o.diskId ?? randomBytes(4).toString('hex');
