@@ -80,7 +80,7 @@ async function allPages(registry: ServiceRegistry, pacer: Pacer, sql: string, wh
 export function iothubRolloutHub(target: HubTarget, pacer: Pacer): RolloutHub {
   const registry = serviceRegistry(target);
   const client = serviceClient(target);
-  const jobs = new JobClient((registry as unknown as { _restApiClient: ConstructorParameters<typeof JobClient>[0] })._restApiClient);
+  const jobs = jobClientOn(registry);
   const call = async <T>(op: Parameters<Pacer['run']>[0], what: string, fn: () => Promise<T>): Promise<T> =>
     pacer.run(op, async () => {
       try {
@@ -149,6 +149,22 @@ export function iothubRolloutHub(target: HubTarget, pacer: Pacer): RolloutHub {
       await call('configuration', `delete configuration '${id}'`, () => registry.removeConfiguration(id));
     },
   };
+}
+
+/**
+ * A JobClient on the Registry's RestApiClient. Its constructor replaces the client's https agent
+ * with a plain one (port 443, system CAs), which would undo hub-connection.ts's pointing at the
+ * hub: setOptions is shadowed while it runs.
+ */
+function jobClientOn(registry: ServiceRegistry): InstanceType<typeof JobClient> {
+  const rac = (registry as unknown as { _restApiClient: ConstructorParameters<typeof JobClient>[0] })._restApiClient;
+  const own = rac as unknown as { setOptions?: unknown };
+  own.setOptions = undefined;
+  try {
+    return new JobClient(rac);
+  } finally {
+    delete own.setOptions;
+  }
 }
 
 /** One row of `devices.jobs`, as IoT Hub documents it (outcome.deviceMethodResponse, error). */
