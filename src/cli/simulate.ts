@@ -71,6 +71,7 @@ export const simulateCommand: Command = {
   path: ['simulate'],
   help,
   async run(argv) {
+    if (argv.includes('--image')) return (await import('./simulate-image.js')).simulateImageCommand.run(argv); // a Pi in a box: docs/simulator.md
     if (argv.includes('--count')) return (await import('./simulate-fleet.js')).simulateFleetCommand.run(argv); // a fleet in one process: docs/simulator.md
     const { values } = parseCommandArgs(this, argv, {
       dir: { type: 'string' },

@@ -106,3 +106,42 @@ describe('systemd/piota.service', () => {
     });
   });
 });
+
+describe('systemd/piota-provision.service', () => {
+  const provisionPath = new URL('../../systemd/piota-provision.service', import.meta.url);
+  let unit: string;
+  beforeAll(async () => {
+    unit = await readFile(provisionPath, 'utf8');
+  });
+
+  it('runs piota provision once, before piota.service, only when the file was dropped on the bootconfig partition', () => {
+    const s = settings(unit);
+    for (const line of [
+      'Type=oneshot', 'Before=piota.service', 'WantedBy=multi-user.target',
+      'ConditionPathExists=/boot/bootconfig/piota-connection-string.txt', 'RequiresMountsFor=/boot/bootconfig /data',
+      'ExecStart=/usr/bin/piota provision --config /etc/piota/config.json --from /boot/bootconfig/piota-connection-string.txt',
+      'ProtectSystem=strict', 'ReadWritePaths=-/data', 'ReadWritePaths=/boot/bootconfig', 'PrivateNetwork=yes', 'UMask=0077',
+    ]) expect(s).toContain(line);
+    // The file name piota provision takes by default is the one the unit waits for.
+    const dropped = /^ConditionPathExists=(.*)$/m.exec(unit)![1];
+    const help = spawnSync(process.execPath, [new URL('../../bin/piota.js', import.meta.url).pathname, 'provision', '--help'], { encoding: 'utf8' });
+    expect(help.stdout).toContain(`default ${dropped}`);
+  });
+
+  it.skipIf(!haveAnalyze)('verify prints nothing, and its exposure stays low', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'piota-provision-unit-'));
+    try {
+      const copy = join(dir, 'piota-provision.service');
+      await writeFile(copy, unit.replace('ExecStart=/usr/bin/piota ', `ExecStart=${process.execPath} `));
+      const r = spawnSync('systemd-analyze', ['verify', copy], { encoding: 'utf8' });
+      expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: '' });
+      const sec = spawnSync('systemd-analyze', ['security', '--offline=true', '--no-pager', copy], { encoding: 'utf8' });
+      const measured = /Overall exposure level for piota-provision\.service: ([\d.]+)/.exec(sec.stdout)?.[1];
+      expect(measured, sec.stdout + sec.stderr).toBeDefined();
+      console.log(`piota-provision.service: systemd-analyze security --offline=true: exposure ${measured}`);
+      expect(Number(measured)).toBeLessThanOrEqual(3);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
