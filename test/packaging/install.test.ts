@@ -129,6 +129,38 @@ describe.skipIf(!runnable)('scripts/install.sh (fake root)', () => {
     expect(r.stdout).toMatch(/piota status/);
   });
 
+  it('copies the hub and download CAs, sets the maintenance window, and with --no-enable leaves the unit alone', async () => {
+    await mountTmpfs(join(root, 'data'));
+    // Any PEM certificate will do for the copy; a real one, made the way users make them.
+    const ca = join(work, 'ca.pem');
+    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'ed25519', '-nodes', '-keyout', join(work, 'ca.key'), '-out', ca, '-days', '1', '-subj', '/CN=piota test CA'], { encoding: 'utf8' });
+    expect(made.status, made.stderr).toBe(0);
+    const window = '{"cron":"0 2 * * *","durationMinutes":120,"timeZone":"Europe/Berlin"}';
+    const r = install([...fleet, '--trusted-key', key, '--hub-ca', ca, '--download-ca', ca, '--maintenance-window', window, '--no-enable']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const config = JSON.parse(await readFile(join(root, 'etc/piota/config.json'), 'utf8'));
+    expect(config.hubCaFile).toBe('/etc/piota/hub-ca.pem');
+    expect(config.downloadCaFile).toBe('/etc/piota/download-ca.pem');
+    expect(config.maintenanceWindow).toEqual(JSON.parse(window));
+    expect(await readFile(join(root, 'etc/piota/hub-ca.pem'), 'utf8')).toBe(await readFile(ca, 'utf8'));
+    expect(await readFile(join(root, 'etc/piota/download-ca.pem'), 'utf8')).toBe(await readFile(ca, 'utf8'));
+    expect(existsSync(join(root, 'etc/systemd/system/multi-user.target.wants/piota.service'))).toBe(false);
+
+    // 'none' clears the window; a file that is no certificate, or a window that is no JSON, is refused.
+    expect(install(['--maintenance-window', 'none', '--no-enable']).status).toBe(0);
+    expect(JSON.parse(await readFile(join(root, 'etc/piota/config.json'), 'utf8')).maintenanceWindow).toBeNull();
+    const notCa = install(['--hub-ca', key, '--no-enable']);
+    expect(notCa.status).toBe(1);
+    expect(notCa.stderr).toContain(`CA file ${key}: not a PEM certificate`);
+    const badWindow = install(['--maintenance-window', '0 2 * * *', '--no-enable']);
+    expect(badWindow.status).toBe(1);
+    expect(badWindow.stderr).toContain('--maintenance-window 0 2 * * *: expected JSON');
+    const wrongWindow = install(['--maintenance-window', '{"cron":"0 25 * * *","durationMinutes":60}', '--no-enable']);
+    expect(wrongWindow.status).toBe(1);
+    expect(wrongWindow.stderr).toContain('maintenanceWindow.cron');
+  });
+
   it('is safe to run twice, and keeps a config it was not asked to change', async () => {
     await mountTmpfs(join(root, 'data'));
     expect(install([...fleet, '--connection-string', '-'], { input: `${CS}\n` }).status).toBe(0);
