@@ -147,6 +147,17 @@ describe('jobs (/jobs/v2) through the real JobClient', () => {
     expect(calls).toEqual([]);
   });
 
+  it('fails the devices still without a result when maxExecutionTimeInSeconds has passed', async () => {
+    // No handler for 'nothing' on the device: the call is never answered within the job's 2 s.
+    await jobs.scheduleDeviceMethod('short', "deviceId = 'job-1'", { methodName: 'nothing', payload: null, responseTimeoutInSeconds: 60 }, new Date(), 2);
+    const job = await finished(jobs, 'short');
+    expect(job.status).toBe('failed');
+    expect(job.failureReason).toContain('maxExecutionTimeInSeconds (2 s)');
+    expect(job.deviceJobStatistics).toMatchObject({ deviceCount: 1, failedCount: 1 });
+    const { rows } = await allRows(registry, "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'short'");
+    expect(rows[0].error.code).toBe('JobRunTimeout');
+  });
+
   it('lists jobs by type and status, page by page', async () => {
     // The SDK's JobStatus type says 'finished'; IoT Hub (and its REST reference) say 'completed'.
     const query = jobs.createQuery('scheduleDeviceMethod', 'completed' as never, 1);
