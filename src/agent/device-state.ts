@@ -43,6 +43,15 @@ export interface UpdateRecord {
   /** Chunks [0, nextChunk) are verified, written and synced to the target slot. */
   nextChunk: number;
   bytesDownloaded: number;
+  /**
+   * How the bundle is being fetched: `full` (every chunk) or `adaptive` (only the blocks the slots
+   * lack, docs/adaptive-updates.md). Optional: state written before adaptive updates has none (full).
+   */
+  method?: 'full' | 'adaptive';
+  /** Bytes received over the network for this update so far (adaptive: index and fetched units). */
+  bytesFetched?: number;
+  /** Image bytes taken from the slots instead of the network. */
+  bytesReused?: number;
   error: StoredUpdateError | null;
   times: { startedWaitingTime: string } & Record<UpdateTimestamp, string | null>;
   /** Wall-clock ms when the trial boot was first seen; the trial deadline counts from here. */
@@ -82,10 +91,30 @@ export function emptyState(): DeviceState {
   return { slots: { A: null, B: null }, update: null, newestTimestamp: 0, recovery: null };
 }
 
+export interface UpdateProgress {
+  /** How far through the bundle the install is (adaptive: the bundle bytes whose content is written). */
+  bytes: number;
+  totalBytes: number | null;
+  percent: number | null;
+  /** Bytes actually received over the network. */
+  bytesFetched: number;
+  /** Image bytes reused from the slots (adaptive only). */
+  bytesReused: number;
+  /** `full` or `adaptive`; null before the bundle's header was read. */
+  method: 'full' | 'adaptive' | null;
+}
+
 /** How far the download got, in the reported-properties shape. */
-export function updateProgress(u: UpdateRecord): { bytes: number; totalBytes: number | null; percent: number | null } {
+export function updateProgress(u: UpdateRecord): UpdateProgress {
   const total = u.bundle?.totalBytes ?? null;
-  return { bytes: u.bytesDownloaded, totalBytes: total, percent: total ? Math.min(100, Math.floor((u.bytesDownloaded / total) * 100)) : null };
+  return {
+    bytes: u.bytesDownloaded,
+    totalBytes: total,
+    percent: total ? Math.min(100, Math.floor((u.bytesDownloaded / total) * 100)) : null,
+    bytesFetched: u.bytesFetched ?? u.bytesDownloaded,
+    bytesReused: u.bytesReused ?? 0,
+    method: u.method ?? (u.bundle ? 'full' : null),
+  };
 }
 
 /** The version the update installs: the bundle's once its header was read, else what the caller named. */
@@ -128,6 +157,10 @@ function validateUpdate(u: Record<string, unknown>): void {
   }
   if (!Number.isInteger(u.nextChunk) || (u.nextChunk as number) < 0) throw new Error('update.nextChunk: expected a whole number');
   if (typeof u.bytesDownloaded !== 'number') throw new Error('update.bytesDownloaded: expected a number');
+  if (u.method !== undefined && u.method !== 'full' && u.method !== 'adaptive') delete u.method; // a newer agent's method: shown as unknown
+  for (const f of ['bytesFetched', 'bytesReused'] as const) {
+    if (u[f] !== undefined && typeof u[f] !== 'number') throw new Error(`update.${f}: expected a number`);
+  }
   const times = object(u.times, 'update.times');
   if (typeof times.startedWaitingTime !== 'string') throw new Error('update.times.startedWaitingTime: expected a string');
   object(u.entries, 'update.entries');

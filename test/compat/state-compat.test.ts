@@ -35,6 +35,7 @@ function referenceStates(): Record<string, DeviceState> {
   const states: Record<string, DeviceState> = {
     idle: stateWith(null),
     downloading: stateWith(updateIn('downloading', { bundle, nextChunk: 1, bytesDownloaded: 4_200_000 })),
+    'downloading-adaptive': stateWith(updateIn('downloading', { bundle, nextChunk: 1, bytesDownloaded: 4_200_000, method: 'adaptive', bytesFetched: 310_000, bytesReused: 3_900_000 })),
     rebooting: stateWith(updateIn('rebooting', { bundle, nextChunk: 2, bytesDownloaded: 8389000 })),
     'checking-boot': stateWith(updateIn('checkingBoot', { bundle, nextChunk: 2, bytesDownloaded: 8389000 })),
     trial: stateWith(updateIn('trial', { bundle, nextChunk: 2, bytesDownloaded: 8389000, trialStartedAt: 1764316170000 })),
