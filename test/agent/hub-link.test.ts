@@ -20,6 +20,8 @@ interface Script {
   getTwin?: () => Promise<HubTwin>;
   updateReported?: (patch: Record<string, unknown>) => Promise<void>;
   close?: () => Promise<void>;
+  /** The twin's desired document; the fake twin then supports onDesired (FakeClient.patchDesired). */
+  desired?: Record<string, unknown>;
 }
 
 /** A fake of our own HubClient port (the device SDK stands behind it in production). */
@@ -27,6 +29,7 @@ class FakeClient implements HubClient {
   readonly methods = new Map<string, MethodCall>();
   readonly patches: Record<string, unknown>[] = [];
   private readonly dropListeners: (() => void)[] = [];
+  private readonly desiredListeners: ((desired: Record<string, unknown>) => void)[] = [];
   closed = false;
 
   constructor(private readonly script: Script) {}
@@ -48,8 +51,22 @@ class FakeClient implements HubClient {
           this.patches.push(patch);
           return this.script.updateReported?.(patch) ?? Promise.resolve();
         },
+        ...(this.script.desired
+          ? {
+              onDesired: (listener: (desired: Record<string, unknown>) => void) => {
+                this.desiredListeners.push(listener);
+                // As the SDK does: the current document soon after the listener is added.
+                setImmediate(() => listener(structuredClone(this.script.desired!)));
+              },
+            }
+          : {}),
       })
     );
+  }
+  /** The hub sends a desired patch; listeners get the merged document. */
+  patchDesired(patch: Record<string, unknown>): void {
+    Object.assign(this.script.desired!, patch);
+    for (const listener of this.desiredListeners) listener(structuredClone(this.script.desired!));
   }
   close(): Promise<void> {
     this.closed = true;
@@ -158,6 +175,24 @@ describe('HubLink with a fake client', () => {
     await eventually(() => twinReads() === 2, 2000, 'the rebuilt link');
     expect(clients).toHaveLength(2);
     expect(clients[0].patches).toEqual([{ a: 2 }, { a: 3 }, { a: 4 }]);
+  });
+
+  it("emits 'desired' after the twin read and after each patch; never from a discarded client", async () => {
+    const { factory, clients } = fakes({ desired: { piota: { firmware: { id: 'r1' } }, $version: 2 } }, { desired: { $version: 3 } });
+    const { link, twinReads } = fastLink(factory);
+    const seen: { read: number; desired: Record<string, unknown> }[] = [];
+    link.on('desired', (desired) => seen.push({ read: twinReads(), desired }));
+    link.start();
+    await eventually(() => seen.length === 1, 2000, 'the first desired document');
+    expect(seen[0]).toEqual({ read: 1, desired: { piota: { firmware: { id: 'r1' } }, $version: 2 } });
+    clients[0].patchDesired({ piota: { firmware: { id: 'r2' } } });
+    expect(seen[1].desired.piota).toEqual({ firmware: { id: 'r2' } });
+    clients[0].drop();
+    await eventually(() => seen.length === 3, 2000, 'the desired document of the new connection');
+    expect(seen[2].desired).toEqual({ $version: 3 });
+    clients[0].patchDesired({ late: true });
+    expect(seen).toHaveLength(3);
+    expect(link.listenerCount('desired')).toBe(1);
   });
 
   it('routes direct methods to their handlers and answers 500 when a handler throws', async () => {
@@ -277,6 +312,24 @@ describe('HubLink with the device SDK against the emulator', () => {
     } finally {
       await proxy.close();
     }
+  }, 30_000);
+
+  it("the SDK's twin: 'desired' carries the whole desired document on connect and the merged one after a service patch", async () => {
+    const cs = await addDevice(suite.dir, 'link-desired');
+    const registry = serviceRegistry(suite.hub.info);
+    await registry.updateTwin('link-desired', { properties: { desired: { piota: { firmware: { id: 'r1', version: '2.0.0' } }, other: 1 } } }, '*');
+    const seen: Record<string, any>[] = [];
+    const link = new HubLink({ connectionString: cs, ca: suite.ca, logger, waitForPlausibleClock: async () => undefined });
+    links.push(link);
+    link.on('desired', (d) => seen.push(d));
+    link.start();
+    await eventually(() => seen.length >= 1, 10_000, 'the desired document');
+    expect(seen[0]).toMatchObject({ piota: { firmware: { id: 'r1', version: '2.0.0' } }, other: 1 });
+    await registry.updateTwin('link-desired', { properties: { desired: { piota: { firmware: { id: 'r2' } } } } }, '*');
+    await eventually(() => seen.at(-1)?.piota?.firmware?.id === 'r2', 10_000, 'the patched document');
+    // Merged: what the patch left out is still there.
+    expect(seen.at(-1)).toMatchObject({ piota: { firmware: { id: 'r2', version: '2.0.0' } }, other: 1 });
+    await link.stop();
   }, 30_000);
 
   it('stop() stays bounded with the real SDK in the middle of a TLS handshake that never completes', async () => {
