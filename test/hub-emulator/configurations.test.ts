@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client as DeviceClient } from 'azure-iot-device';
 import type { Registry } from 'azure-iothub';
-import { addDevice, type RunningHub } from '../../src/hub-emulator/index.js';
+import { addDevice, startHub, type RunningHub } from '../../src/hub-emulator/index.js';
 import { serviceRegistry } from '../../src/service/hub-connection.js';
 import { deviceClient, eventually, rawRest, removeDir, startTestHub, tempDir } from './helpers.js';
 
@@ -97,6 +97,18 @@ describe('automatic device configurations through the real Registry', () => {
     expect(again.text).toContain('content cannot be updated');
     await registry.removeConfiguration('hotfix');
     expect((await rawRest(hub, 'GET', `/configurations/hotfix?${API}`)).status).toBe(404);
+  });
+
+  it('keeps configurations and where they were applied across a restart', async () => {
+    const { info } = hub;
+    await device.close();
+    await hub.close();
+    hub = await startHub({ dir, mqttPort: info.mqttPort, httpsPort: info.httpsPort });
+    registry = serviceRegistry(hub.info);
+    const c = (await registry.getConfiguration('wave-1')).responseBody as unknown as Row;
+    expect(c.systemMetrics.results).toEqual({ targetedCount: 3, appliedCount: 3 });
+    const t1 = (await registry.getTwin('cfg-1')).responseBody as unknown as Row;
+    expect(t1.configurations).toEqual({ 'wave-1': { status: 'Applied' } });
   });
 
   it('refuses bad configurations, naming the problem', async () => {
