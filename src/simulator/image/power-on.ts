@@ -1,4 +1,4 @@
-import { copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { runHost } from './host-command.js';
@@ -28,7 +28,9 @@ export async function ensureImageCopy(layout: ImageSimLayout, source: string | u
   if (!existsSync(source)) throw new Error(`--image ${source}: no such file`);
   await mkdir(layout.dir, { recursive: true });
   const partial = `${layout.image}.partial`;
-  await copyFile(source, partial);
+  // cp keeps the holes of a sparse image (and clones it where the file system can): a card image
+  // is mostly empty, and a byte copy would write all of it.
+  await runHost('cp', ['--sparse=always', '--reflink=auto', source, partial]);
   await rename(partial, layout.image); // never a half-copied card
   return 'copied';
 }
