@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { open, readFile } from 'node:fs/promises';
+import { mkdir, open, readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { writeFileDurably } from '../os/durable-file.js';
 
@@ -77,6 +78,7 @@ export async function saveSlotIndex(path: string, index: SlotIndex): Promise<voi
   head.writeUInt32BE(KEY_BYTES, 12);
   head.writeDoubleBE(index.size, 16);
   head.writeDoubleBE(index.builtAt, 24);
+  await mkdir(dirname(path), { recursive: true });
   await writeFileDurably(path, Buffer.concat([head, index.keys]));
 }
 

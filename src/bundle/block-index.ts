@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-import { promisify } from 'node:util';
-import { deflateRaw, gunzipSync, gzipSync, inflateRawSync } from 'node:zlib';
+import { deflateRawSync, gunzipSync, gzipSync, inflateRawSync } from 'node:zlib';
 import { BundleError } from './errors.js';
 
 /*
@@ -124,13 +123,14 @@ export class BlockIndex {
   }
 }
 
-const deflateRawAsync = promisify(deflateRaw);
-
-/** The unit store bytes of one chunk of image: each unit one raw deflate stream. Runs on the thread pool. */
-export async function compressUnits(image: Buffer, unitSize: number): Promise<Buffer[]> {
+/**
+ * The unit store bytes of one chunk of image: each unit one raw deflate stream. Synchronous: a
+ * thousand small deflates in flight at once would each hold a compressor's window (hundreds of MiB).
+ */
+export function compressUnits(image: Buffer, unitSize: number): Buffer[] {
   const units: Buffer[] = [];
-  for (let at = 0; at < image.length; at += unitSize) units.push(image.subarray(at, at + unitSize));
-  return Promise.all(units.map((u) => deflateRawAsync(u)));
+  for (let at = 0; at < image.length; at += unitSize) units.push(deflateRawSync(image.subarray(at, at + unitSize)));
+  return units;
 }
 
 /**

@@ -216,30 +216,20 @@ async function writeStore(out: FileHandle, offset: number, source: PayloadSource
   const input = await open(source.file, 'r');
   const { chunkSize, unitSize } = index.layout;
   const hash = createHash('sha256');
-  const inFlight: { at: number; units: Promise<Buffer[]> }[] = [];
-  const writeNext = async () => {
-    const { at, units: pending } = inFlight.shift()!;
-    const units = await pending;
-    index.unitStored.set(units.map((u) => u.length), at / unitSize);
-    const stored = Buffer.concat(units);
-    hash.update(stored);
-    await writeFully(out, stored, offset);
-    offset += stored.length;
-  };
   try {
     for (let at = 0; at < source.size; at += chunkSize) {
       const length = Math.min(chunkSize, source.size - at);
       const image = Buffer.allocUnsafe(length);
       await readFully(input, image, length, at, source);
       const units = compressUnits(image, unitSize);
-      units.catch(() => undefined); // awaited in order by writeNext
-      inFlight.push({ at, units });
-      if (inFlight.length >= COMPRESS_AHEAD) await writeNext();
+      index.unitStored.set(units.map((u) => u.length), at / unitSize);
+      const stored = Buffer.concat(units);
+      hash.update(stored);
+      await writeFully(out, stored, offset);
+      offset += stored.length;
     }
-    while (inFlight.length > 0) await writeNext();
     return { end: offset, sha256: hash.digest('hex') };
   } finally {
-    await Promise.allSettled(inFlight.map((c) => c.units));
     await input.close();
   }
 }
