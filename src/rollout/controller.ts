@@ -47,12 +47,27 @@ export async function driveRollout(o: ControllerOptions): Promise<DriveEnd> {
   const evidence = new EvidenceReader(o.hub);
   let heldBefore = false;
   let lastWaitNote = '';
+  let failures = 0;
   for (;;) {
     if (o.signal?.aborted) {
       const stored = await o.store.read(o.name);
       return { end: 'stopped', record: stored.record };
     }
-    const stored = await o.store.read(o.name);
+    let stored: StoredRecord;
+    let looked: Awaited<ReturnType<EvidenceReader['read']>>;
+    try {
+      stored = await o.store.read(o.name);
+      looked = await evidence.read(stored.record);
+      failures = 0;
+    } catch (err) {
+      if (!isTransient(err)) throw err;
+      // The hub blinked (reset connection, 5xx, throttled past the pacer's retries): everything
+      // is in the hub, so the next look starts again from there.
+      failures++;
+      o.onNote?.(`look ${failures} at the hub failed (${(err as Error).message}); trying again`);
+      await sleep(Math.min(30_000, 1000 * 2 ** Math.min(failures, 5)));
+      continue;
+    }
     const rec = stored.record;
     if (isFinal(rec.state) && rec.cleanedUp) return { end: 'final', record: rec };
     if (!mayDrive(rec, o.owner, now())) {
@@ -66,13 +81,23 @@ export async function driveRollout(o: ControllerOptions): Promise<DriveEnd> {
       await sleep(Math.max(1000, Math.min(o.pollMs, rec.controller!.expiresAt - now() + 50)));
       continue;
     }
-    const { twins, outcomes } = await evidence.read(rec);
+    const { twins, outcomes } = looked;
     const { next, step } = decide(rec, outcomes, o, now());
-    const written = await o.store.write(stored, next);
-    if (!written) continue; // someone wrote first (a pause, an abort): look again
-    heldBefore = true;
-    o.onStatus?.(rolloutStatus(next, outcomes, now()));
-    await act(step, written, twins, outcomes, o, now);
+    try {
+      const written = await o.store.write(stored, next);
+      if (!written) continue; // someone wrote first (a pause, an abort): look again
+      heldBefore = true;
+      o.onStatus?.(rolloutStatus(next, outcomes, now()));
+      await act(step, written, twins, outcomes, o, now);
+    } catch (err) {
+      if (!isTransient(err)) throw err;
+      // Every step is re-runnable from the record: a wave half-tagged is tagged on, a job
+      // scheduled is found by its id, a clean-up finds less to do.
+      failures++;
+      o.onNote?.(`acting on the hub failed (${(err as Error).message}); trying again from the record`);
+      await sleep(Math.min(30_000, 1000 * 2 ** Math.min(failures, 5)));
+      continue;
+    }
     if (next.state === 'paused' && o.stopWhenPaused) {
       const after = await o.store.update(o.name, (r) => (r.controller?.owner === o.owner ? { ...r, controller: null } : r));
       return { end: 'paused', record: after.record };
@@ -163,10 +188,32 @@ async function startWave(o: ControllerOptions, rec: RolloutRecord, wave: WaveRec
     return;
   }
   const jobId = `piota-${d.name}-w${wave.wave}`;
+  await untilIndexed(o, d.name, wave.wave, devices);
   await scheduleJob(o, rec, wave.wave, jobId);
   await o.store.update(o.name, (r) =>
     logDecision(withWave(r, wave.wave, { stage: 'started', devices, jobId, startedAt: at.toISOString() }), `wave ${wave.wave} job ${jobId} scheduled`, `${devices} device(s) tagged tags.piota.rollout = {name: '${d.name}', wave: ${wave.wave}}`, at),
   );
+}
+
+/**
+ * IoT Hub's query index follows twin writes with a delay (queries are eventually consistent), and
+ * a job selects its devices with a query when it starts: wait until the wave's tags are visible to
+ * queries, so the job reaches every tagged device. Bounded: after a minute the job goes anyway,
+ * and a device it missed is still counted (pending) until the wave's timeout.
+ */
+async function untilIndexed(o: ControllerOptions, name: string, wave: number, expected: number): Promise<void> {
+  const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const now = o.now ?? Date.now;
+  const until = now() + 60_000;
+  for (;;) {
+    const seen = (await o.hub.queryTwins(inRolloutCondition(name, wave))).length;
+    if (seen >= expected) return;
+    if (now() >= until) {
+      o.onNote?.(`wave ${wave}: the hub's query index shows ${seen} of ${expected} tagged devices after a minute; scheduling the job anyway`);
+      return;
+    }
+    await sleep(Math.max(1000, o.pollMs));
+  }
 }
 
 async function scheduleJob(o: ControllerOptions, rec: RolloutRecord, wave: number, jobId: string): Promise<void> {
@@ -208,6 +255,12 @@ async function offerDesiredRelease(hub: RolloutHub, rec: RolloutRecord, twins: D
   if (d.release.applyNow) release.applyWindow = 'now';
   const todo = twins.filter((t) => offline.has(t.deviceId) && !hasDesiredRelease(t, d.name));
   await inParallel(todo, 8, (t) => hub.updateTwin(t.deviceId, { properties: { desired: { piota: { firmware: release } } } }));
+}
+
+/** A hub failure worth another look: unreachable, reset, 5xx, or throttled beyond the pacer's retries. */
+function isTransient(err: unknown): boolean {
+  if (!(err instanceof HubCallError)) return false;
+  return err.kind === 'unreachable' || err.kind === 'throttled' || (err.kind === 'other' && (err.status ?? 0) >= 500);
 }
 
 function withWave(r: RolloutRecord, wave: number, change: Partial<WaveRecord>): RolloutRecord {

@@ -11,8 +11,8 @@ export interface CliRun {
 }
 
 /** `node bin/piota.js ARGS` as a user runs it (the built dist/), in its own process. */
-export function piota(args: string[], env: Record<string, string> = {}): CliRun {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function piota(args: string[], options: { env?: Record<string, string>; cwd?: string } = {}): CliRun {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -6,6 +6,7 @@ import { EvidenceReader } from '../../src/rollout/evidence.js';
 import { RecordStore } from '../../src/rollout/record-store.js';
 import { applyEvent } from '../../src/rollout/state-machine.js';
 import { rolloutStatus } from '../../src/rollout/status.js';
+import { seeded } from '../helpers/seeded-random.js';
 import { FakeHub, type Behaviour } from './fake-hub.js';
 
 function definition(name: string, waves = '1%,10%,50%,100%', halt = { failureRate: 0.05, minFailed: 2 }): RolloutDefinition {
@@ -22,7 +23,12 @@ function fleet(n: number, behaviourOf: (i: number) => Behaviour = () => 'ok'): F
 /** A controller on a fake clock: sleeping moves the clock, nothing waits in real time. */
 function controller(hub: FakeHub, name: string, extra: Partial<ControllerOptions> = {}): ControllerOptions {
   let t = Date.parse('2026-01-01T00:00:00Z');
-  return { hub, store: new RecordStore(hub), name, owner: 'test:1', leaseMs: 30_000, pollMs: 1000, stopWhenPaused: true, now: () => t, sleep: async (ms) => void (t += ms), ...extra };
+  // Each sleep also yields to the event loop, so a runaway loop still lets the test's timeout fire.
+  const sleep = async (ms: number) => {
+    t += ms;
+    await new Promise((r) => setImmediate(r));
+  };
+  return { hub, store: new RecordStore(hub), name, owner: 'test:1', leaseMs: 30_000, pollMs: 1000, stopWhenPaused: true, now: () => t, sleep, ...extra };
 }
 
 async function statusOf(hub: FakeHub, name: string) {
@@ -136,5 +142,21 @@ describe('the rollout controller (fake hub port)', () => {
     expect(pacer.stats.query.throttled).toBeGreaterThan(3);
     hub.throttleEvery = 0;
     expect((await statusOf(hub, 'r6')).totals).toMatchObject({ succeeded: 30, failed: 0 });
+  });
+
+  it('keeps track through connection resets: each look starts again from the hub, nothing is done twice', async () => {
+    const hub = fleet(30);
+    const store = new RecordStore(hub);
+    await createRollout(hub, store, definition('r7', '10%,50%,all'), new Date());
+    hub.resets = { rate: 0.15, random: seeded(15) };
+    const notes: string[] = [];
+    const end = await driveRollout(controller(hub, 'r7', { onNote: (n) => notes.push(n) }));
+    hub.resets = null;
+    expect(end.record.state).toBe('completed');
+    expect(notes.some((n) => /fake ECONNRESET/.test(n))).toBe(true);
+    expect([...hub.jobs.keys()]).toEqual(['piota-r7-w1', 'piota-r7-w2', 'piota-r7-w3']);
+    const s = await statusOf(hub, 'r7');
+    expect(s.totals).toMatchObject({ devices: 30, succeeded: 30 });
+    expect(s.waves.map((w) => w.devices)).toEqual([3, 12, 15]);
   });
 });

@@ -51,6 +51,8 @@ export class FakeHub implements RolloutHub {
   readonly calls: Record<string, number> = {};
   readonly cancelsSent: string[] = [];
   throttleEvery = 0;
+  /** Connection resets at random (seeded), on this share of calls. */
+  resets: { rate: number; random: () => number } | null = null;
   private count = 0;
 
   addDevice(deviceId: string, tags: Record<string, unknown>, behaviour: Behaviour = 'ok'): void {
@@ -61,6 +63,7 @@ export class FakeHub implements RolloutHub {
     this.calls[name] = (this.calls[name] ?? 0) + 1;
     this.count++;
     if (this.throttleEvery && this.count % this.throttleEvery === 0) throw new HubCallError('throttled', `fake 429 on ${name}`, 429, 'ThrottlingException');
+    if (this.resets && this.resets.random() < this.resets.rate) throw new HubCallError('unreachable', `fake ECONNRESET on ${name}`);
   }
 
   /** Every device with an update moves one status along. */

@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startHub } from '../../src/hub-emulator/index.js';
 import { serviceRegistry } from '../../src/service/hub-connection.js';
 import { startFleet, type Fleet } from '../../src/simulator/fleet/fleet.js';
 import type { RolloutStatus } from '../../src/rollout/status.js';
@@ -134,7 +137,10 @@ describe('piota rollout against the emulator and an in-process fleet', () => {
     const mid = await status('kill');
     expect(mid.state).toBe('running');
     expect(mid.controller?.owner).toMatch(/:\d+:/);
-    const second = await piota(['rollout', 'run', 'kill', '--hub-dir', world.hubDir, '--tier', 'S3', '--poll', '500ms']).done;
+    // Another process in another directory, knowing only the hub.
+    const elsewhere = await mkdtemp(join(tmpdir(), 'piota-other-checkout-'));
+    const second = await piota(['rollout', 'run', 'kill', '--hub-dir', world.hubDir, '--tier', 'S3', '--poll', '500ms'], { cwd: elsewhere }).done;
+    await rm(elsewhere, { recursive: true, force: true });
     expect(second.code, `${second.stdout}\n${second.stderr}`).toBe(0);
     const s = await status('kill');
     expect(s.state).toBe('completed');
@@ -143,4 +149,37 @@ describe('piota rollout against the emulator and an in-process fleet', () => {
     const takeover = s.decisions.find((d) => /^controller .* drives the rollout$/.test(d.what) && /expired/.test(d.why));
     expect(takeover, JSON.stringify(s.decisions)).toBeDefined();
   }, 240_000);
+
+  it('answers a person\'s mistakes with the documented exit codes', async () => {
+    const unknown = await piota(['rollout', 'status', 'nope', '--hub-dir', world.hubDir]).done;
+    expect(unknown.code).toBe(5);
+    expect(unknown.stderr).toMatch(/no rollout named 'nope' in this hub/);
+    const again = await piota(startArgs('big', "tags.ring = 'big'", 'all')).done;
+    expect(again.code).toBe(5);
+    expect(again.stderr).toMatch(/a rollout named 'big' exists already/);
+    const cont = await piota(['rollout', 'continue', 'big', '--hub-dir', world.hubDir]).done;
+    expect(cont.code).toBe(6);
+    expect(cont.stderr).toMatch(/rollout 'big' is completed \(all 4 waves done\): it cannot continue/);
+    const usage = await piota(['rollout', 'start', 'x', '--uri', release.url, '--version', '2', '--target', 'tags.a = 1', '--waves', '50%,10%', '--halt-failure-rate', '5%', '--wave-timeout', '1m', '--hub-dir', world.hubDir]).done;
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toMatch(/--waves '50%,10%': waves are cumulative/);
+    const badTarget = await piota(startArgs('bad-target', 'tags.ring ==== 1', 'all')).done;
+    expect(badTarget.code).toBe(2);
+    expect(badTarget.stderr).toMatch(/query/);
+  }, 60_000);
+
+  it('with --tier S1 against a hub throttling as S1 does, paces itself: no request refused, the rollout completes', async () => {
+    // The same hub, restarted with IoT Hub's S1 throttles; the fleets reconnect by themselves.
+    await world.stopHub();
+    world.hub = await startHub({ dir: world.hubDir, mqttPort: world.hub.info.mqttPort, httpsPort: world.hub.info.httpsPort, tier: 'S1' });
+    await smallFleet('slow', 8);
+    const r = await piota([...startArgs('slow', "tags.ring = 'slow'", '25%,all').map((a) => (a === 'S3' ? 'S1' : a))]).done;
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    const stats = world.hub.stats() as { tier: string; categories: Record<string, { throttled: number; admitted: number }> };
+    expect(stats.tier).toBe('S1');
+    expect(stats.categories.queries.admitted).toBeGreaterThan(5);
+    for (const [category, c] of Object.entries(stats.categories)) expect(c.throttled, category).toBe(0);
+    const s = await piota(['rollout', 'status', 'slow', '--json', '--hub-dir', world.hubDir, '--tier', 'S1']).done;
+    expect(JSON.parse(s.stdout)).toMatchObject({ state: 'completed', totals: { devices: 8, succeeded: 8, failed: 0 } });
+  }, 300_000);
 });
