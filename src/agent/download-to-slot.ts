@@ -11,6 +11,7 @@ import type { HttpSource } from './workflow/context.js';
 import { UpdateFailure } from './workflow/update-errors.js';
 import { writePlainImage } from './plain-image.js';
 import { AlignedBufferPool } from '../slots/aligned-buffer.js';
+import { HashWorker } from '../install/hash-worker.js';
 import { redactUri } from './redact-uri.js';
 
 export interface DownloadDeps {
@@ -34,7 +35,7 @@ export interface DownloadDeps {
 
 /**
  * Chunks in flight behind the one being written: one arriving from the network while another is
- * hashed (and expanded) on libuv's pool. More would only hold memory: the slowest stage sets the pace.
+ * hashed on the hash worker (and expanded on libuv's pool). More would only hold memory: the slowest stage sets the pace.
  */
 const READ_AHEAD = 2;
 
@@ -50,6 +51,7 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
   let first: DownloadResponse | undefined;
   let second: DownloadResponse | undefined;
   const writers = new Map<string, SlotWriter>();
+  let hasher: HashWorker | undefined;
   try {
     first = await deps.open({ ...deps.request, url: update.fwPackageUri, start: 0, signal: deps.signal });
     const { head, stream } = await peek(first.body, MAGIC.length);
@@ -103,8 +105,10 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
     const interval = deps.checkpointIntervalMs ?? 2000;
     // A few aligned buffers, reused for the whole install: memory stays flat whatever the image size,
     // and the writer sends them to the medium with O_DIRECT.
-    const buffers = new AlignedBufferPool(Math.max(...header.manifest.payloads.map((p) => p.chunkSize)));
-    for await (const chunk of verifyChunks(header, source, fromChunk, { readAhead: READ_AHEAD, buffers })) {
+    const buffers = new AlignedBufferPool(Math.max(...header.manifest.payloads.map((p) => p.chunkSize)), true);
+    hasher = new HashWorker();
+    const sha256 = hasher.sha256.bind(hasher);
+    for await (const chunk of verifyChunks(header, source, fromChunk, { readAhead: READ_AHEAD, buffers, sha256 })) {
       if (deps.signal.aborted) throw deps.signal.reason;
       const info = header.manifest.chunks[chunk.index];
       await writers.get(chunk.payload)!.write(chunk.imageOffset, chunk.data);
@@ -136,6 +140,7 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
     first?.destroy();
     second?.destroy();
     for (const w of writers.values()) await w.close().catch(() => undefined);
+    await hasher?.close();
   }
 }
 

@@ -1,4 +1,4 @@
-import { createHash, webcrypto, type KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { ByteReader, type ByteStream } from './byte-reader.js';
 import { expandChunk } from './compression.js';
 import { BundleError } from './errors.js';
@@ -184,21 +184,18 @@ export interface VerifyChunksOptions {
   readAhead?: number;
   /** Default: a fresh buffer for every chunk. */
   buffers?: ChunkBuffers;
+  /** Hashes a chunk's stored bytes (sha256, hex), e.g. on a worker thread. Default: sha256Of. */
+  sha256?: (bytes: Buffer) => Promise<string>;
 }
 
 const freshBuffers: ChunkBuffers = { take: (size) => Buffer.allocUnsafe(size), give: () => undefined };
 
-/** Below this a chunk is hashed on this thread: a trip to libuv's pool would cost more than the hash. */
-const OFF_THREAD_HASH_BYTES = 256 * 1024;
-
 /**
- * sha256 (hex) of one chunk. A large chunk is hashed by WebCrypto on libuv's pool, so the main
- * thread keeps decrypting the next chunk from the network meanwhile (on a Pi without SHA
- * instructions the hash costs as much CPU as TLS); each byte is hashed once, here.
+ * sha256 (hex) of one chunk, on this thread. The daemon passes its own (VerifyChunksOptions.sha256):
+ * a worker thread that hashes its shared buffers in place while this thread receives the next chunk.
  */
-async function sha256Of(bytes: Buffer): Promise<string> {
-  if (bytes.length < OFF_THREAD_HASH_BYTES) return createHash('sha256').update(bytes).digest('hex');
-  return Buffer.from(await webcrypto.subtle.digest('SHA-256', bytes)).toString('hex');
+export function sha256Of(bytes: Buffer): Promise<string> {
+  return Promise.resolve(createHash('sha256').update(bytes).digest('hex'));
 }
 
 interface StoredChunk {
@@ -224,10 +221,11 @@ function describeChunk(chunk: ChunkInfo): string {
 }
 
 /** Checks a read chunk's hash, then expands it: no byte is expanded (or handed out) before its hash holds. */
-async function checkAndExpand(read: StoredChunk, header: VerifiedHeader, chunk: ChunkInfo, compression: Compression, buffers: ChunkBuffers): Promise<Buffer> {
+async function checkAndExpand(read: StoredChunk, header: VerifiedHeader, chunk: ChunkInfo, compression: Compression, options: Required<VerifyChunksOptions>): Promise<Buffer> {
   const { stored } = read;
+  const { buffers } = options;
   try {
-    const digest = await sha256Of(stored);
+    const digest = await options.sha256(stored);
     if (digest !== chunk.sha256) throw new BundleError('hashMismatch', `${describeChunk(chunk)} has sha256 ${digest}, the signed manifest says ${chunk.sha256}`);
     if (read.trailing) throw trailingBytes(header);
     const data = await expand(stored, chunk, compression);
@@ -246,7 +244,7 @@ async function checkAndExpand(read: StoredChunk, header: VerifiedHeader, chunk: 
  * download can resume with an HTTP Range request after a restart.
  *
  * While the caller writes one chunk, the next `readAhead` are already being read (in order, on this
- * thread), hashed and expanded (on libuv's pool), so the download keeps flowing; at most
+ * thread), hashed (by `options.sha256`) and expanded (gzip: on libuv's pool), so the download keeps flowing; at most
  * `readAhead + 1` chunks are held at a time, whatever the bundle's size.
  */
 export async function* verifyChunks(
@@ -257,8 +255,12 @@ export async function* verifyChunks(
 ): AsyncGenerator<VerifiedChunk> {
   const { chunks, payloads } = header.manifest;
   const compressionOf = new Map(payloads.map((p) => [p.name, p.compression]));
-  const buffers = options.buffers ?? freshBuffers;
-  const readAhead = options.readAhead ?? 1;
+  const settings: Required<VerifyChunksOptions> = {
+    readAhead: options.readAhead ?? 1,
+    buffers: options.buffers ?? freshBuffers,
+    sha256: options.sha256 ?? sha256Of,
+  };
+  const { buffers, readAhead } = settings;
   const reader = new ByteReader(source);
   // Reads follow each other on the one stream; the checks of read chunks run beside the next reads.
   let lastRead: Promise<unknown> = Promise.resolve();
@@ -266,7 +268,7 @@ export async function* verifyChunks(
     const chunk = chunks[index];
     const read = lastRead.then(() => readStoredChunk(reader, header, chunk, buffers));
     lastRead = read;
-    const checked = read.then((r) => checkAndExpand(r, header, chunk, compressionOf.get(chunk.payload)!, buffers));
+    const checked = read.then((r) => checkAndExpand(r, header, chunk, compressionOf.get(chunk.payload)!, settings));
     read.catch(() => undefined);
     checked.catch(() => undefined); // awaited in turn below; this keeps an early failure from counting as unhandled
     return checked;

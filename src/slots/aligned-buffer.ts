@@ -1,28 +1,31 @@
 // The lib settings (ES2023, no DOM) leave out WebAssembly's types; Node has the global.
-declare const WebAssembly: { Memory: new (descriptor: { initial: number }) => { buffer: ArrayBuffer } };
+declare const WebAssembly: {
+  Memory: new (descriptor: { initial: number; maximum?: number; shared?: boolean }) => { buffer: ArrayBuffer | SharedArrayBuffer };
+};
 
 /** O_DIRECT wants addresses, offsets and lengths in whole logical blocks; a page covers 512 and 4096. */
 export const ALIGN = 4096;
 const WASM_PAGE = 65536;
 
 /** ArrayBuffers whose first byte is page aligned (Node gives no way to ask a Buffer its address). */
-const alignedStores = new WeakSet<ArrayBuffer>();
+const alignedStores = new WeakSet<ArrayBuffer | SharedArrayBuffer>();
 
 /**
  * A buffer of at least `size` bytes whose first byte is page aligned, as O_DIRECT requires. A
  * WebAssembly.Memory is allocated with mmap, so it starts on a page; Buffer.alloc gives no such
- * promise. Its pages are zeroed and touched only when used.
+ * promise. Its pages are zeroed and touched only when used. `shared`: over a SharedArrayBuffer, which
+ * a worker thread can read without a copy (HashWorker).
  */
-export function allocAligned(size: number): Buffer {
+export function allocAligned(size: number, shared = false): Buffer {
   const pages = Math.max(1, Math.ceil(size / WASM_PAGE));
-  const store = new WebAssembly.Memory({ initial: pages }).buffer;
+  const store = new WebAssembly.Memory({ initial: pages, maximum: pages, shared }).buffer;
   alignedStores.add(store);
   return Buffer.from(store, 0, size);
 }
 
 /** True when `data` starts on a page that O_DIRECT can transfer from (a view made by allocAligned). */
 export function isAligned(data: Uint8Array): boolean {
-  return alignedStores.has(data.buffer as ArrayBuffer) && data.byteOffset % ALIGN === 0;
+  return alignedStores.has(data.buffer) && data.byteOffset % ALIGN === 0;
 }
 
 /**
@@ -37,14 +40,18 @@ export class AlignedBufferPool {
   /** Buffers made so far (the pool's high-water mark, for tests and benchmarks). */
   allocated = 0;
 
-  constructor(readonly bufferSize: number) {}
+  /** `shared`: buffers over SharedArrayBuffers, for a worker to hash in place. */
+  constructor(
+    readonly bufferSize: number,
+    private readonly shared = false,
+  ) {}
 
   /** A view of `size` bytes (at most bufferSize) at the start of a free aligned buffer. */
   take(size: number): Buffer {
     if (size > this.bufferSize) return Buffer.allocUnsafe(size);
     let whole = this.free.pop();
     if (!whole) {
-      whole = allocAligned(this.bufferSize);
+      whole = allocAligned(this.bufferSize, this.shared);
       this.allocated += 1;
     }
     const view = whole.subarray(0, size);
