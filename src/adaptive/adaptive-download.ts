@@ -37,6 +37,8 @@ export interface AdaptiveContext {
   maxShare?: number;
   /** Pace of a slot index built because none was there (bytes/s; default 64 MiB/s). */
   indexBytesPerSecond?: number;
+  /** Downloads go through a proxy: the Range client does not, so the full download runs. */
+  proxy?: boolean;
 }
 
 export function slotIndexPath(stateDir: string, slot: string, payload: string): string {
@@ -69,6 +71,10 @@ export function buildSlotIndexInBackground(stateDir: string, slot: string, paylo
 export async function tryAdaptiveDownload(ctx: AdaptiveContext): Promise<AdaptiveStats | null> {
   const { manifest } = ctx.header;
   if (manifest.payloads.some((p) => !p.blocks)) return null;
+  if (ctx.proxy) {
+    ctx.logger.info({}, 'downloads go through a proxy, which adaptive downloads do not use yet: full download');
+    return null;
+  }
   const runningIndexes = new Map<string, SlotIndex>();
   for (const p of manifest.payloads) {
     const index = await loadSlotIndex(slotIndexPath(ctx.stateDir, ctx.runningSlot, p.name));
