@@ -179,9 +179,13 @@ async function inspectSlot(
   s.node = node?.version ?? null;
   const { units } = await unitsToEnable(r);
   for (const unit of units) {
-    const target = unit.endsWith('.timer') ? 'timers.target' : 'multi-user.target';
-    if (await r.readlink(`/etc/systemd/system/${target}.wants/${unit}`)) s.enabledUnits.push(unit);
-    else if (s.piotaVersion) problems.push(`slot ${slot}: ${unit} is not enabled (no /etc/systemd/system/${target}.wants/${unit})`);
+    // Enabled means a link in each target its [Install] WantedBy= names, as systemctl makes it.
+    const unitFile = (await readText(r, `/usr/lib/systemd/system/${unit}`)) ?? (await readText(r, `/etc/systemd/system/${unit}`)) ?? '';
+    const targets = [...unitFile.matchAll(/^WantedBy\s*=\s*(.+)$/gm)].flatMap((m) => m[1]!.trim().split(/\s+/));
+    const missing = [];
+    for (const t of targets) if (!(await r.readlink(`/etc/systemd/system/${t}.wants/${unit}`))) missing.push(`/etc/systemd/system/${t}.wants/${unit}`);
+    if (targets.length > 0 && missing.length === 0) s.enabledUnits.push(unit);
+    else if (s.piotaVersion) problems.push(`slot ${slot}: ${unit} is not enabled (${targets.length === 0 ? 'no unit file with WantedBy=' : `no ${missing.join(', ')}`})`);
   }
   if (s.piotaVersion && (!node || !(Number(/^(?:\d+:)?(\d+)/.exec(node.version)?.[1]) >= 20))) problems.push(`slot ${slot}: no Node.js 20 or newer (${node ? `${node.version}, ${node.source}` : 'none found'}): piota cannot run`);
   return s;
