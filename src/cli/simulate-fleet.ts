@@ -157,6 +157,8 @@ export const simulateFleetCommand: Command = {
     process.off('SIGUSR2', bringOnline);
     await fleet.stop();
     process.stdout.write('piota simulate: stopped\n');
-    return 0;
+    // Every agent stopped within its bound; a device-SDK close still finishing in the background
+    // must not keep the process alive (as for piota daemon).
+    process.exit(0);
   },
 };

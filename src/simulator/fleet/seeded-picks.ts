@@ -1,14 +1,4 @@
-/** mulberry32: a small seeded generator of numbers in [0, 1), so a seed replays the same fleet. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { createHash } from 'node:crypto';
 
 export interface FleetRatios {
   failTrial: number;
@@ -28,15 +18,15 @@ export function pickRoles(count: number, ratios: FleetRatios, seed: number): Fle
     if (!Number.isFinite(r) || r < 0 || r > 1) throw new Error(`the ${name} ratio must be between 0 and 1, got ${r}`);
   }
   const sizes = { failTrial: Math.round(count * ratios.failTrial), failDownload: Math.round(count * ratios.failDownload), offline: Math.round(count * ratios.offline) };
-  if (sizes.failTrial + sizes.failDownload + sizes.offline > count) {
+  // Checked on the ratios themselves (with room for rounding), not only on the rounded counts.
+  if (ratios.failTrial + ratios.failDownload + ratios.offline > 1 + 1e-9 || sizes.failTrial + sizes.failDownload + sizes.offline > count) {
     throw new Error(`the fail-trial, fail-download and offline ratios pick disjoint devices and must add up to at most 1 (got ${ratios.failTrial + ratios.failDownload + ratios.offline})`);
   }
-  const order = Array.from({ length: count }, (_, i) => i);
-  const random = seededRandom(seed);
-  for (let i = count - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
-  }
+  // A seeded shuffle: the devices in the order of a hash of the seed and their index.
+  const key = (i: number) => createHash('sha256').update(`${seed}:${i}`).digest('hex');
+  const order = Array.from({ length: count }, (_, i) => ({ i, k: key(i) }))
+    .sort((a, b) => (a.k < b.k ? -1 : 1))
+    .map((e) => e.i);
   const roles: FleetRole[] = new Array<FleetRole>(count).fill('healthy');
   let next = 0;
   for (const role of ['failTrial', 'failDownload', 'offline'] as const) {
