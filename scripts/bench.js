@@ -4,7 +4,8 @@
 // the trial boot's time to applyComplete, and the light commands' start-up. Medians of interleaved
 // rounds, each figure beside baselines measured in the same run. Writes the results into
 // docs/benchmarks.md (between its bench markers) and docs/benchmarks-throughput.svg.
-// Usage: npm run bench [-- --sizes 256,1024,4096] [-- --rounds 3] [-- --only install,hub,startup] [-- --no-docs]
+// Usage: npm run bench [-- --sizes 256,1024,4096] [-- --rounds 3] [-- --only install,hub,startup]
+//        [-- --methods tls,sha256,disk,pipeline,piota,piotaReadback] [-- --no-docs]
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -20,6 +21,8 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     only: { type: 'string', default: 'install,hub,startup' },
     'no-docs': { type: 'boolean', default: false },
+    // Install rows to run (tls, sha256, disk, pipeline, piota, piotaReadback); default all.
+    methods: { type: 'string' },
   },
 });
 const sizes = values.sizes.split(',').map(Number);
@@ -38,7 +41,7 @@ let installs = [];
 if (only.has('install')) {
   for (const size of sizes) {
     log(`install benchmark, ${size} MiB image, ${rounds} interleaved rounds`);
-    installs.push(await benchInstall(size, rounds, log));
+    installs.push(await benchInstall(size, rounds, log, values.methods ? new Set(values.methods.split(',')) : null));
   }
   sections.push(installTable(installs));
 }

@@ -51,7 +51,9 @@ export async function serveDirectory(dir) {
       res.on('close', () => body.destroy());
     });
     s.listen(0, '127.0.0.1', () => console.log(s.address().port));
-  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // Ends with the bench, even one that crashed: its stdin closes then.
+    process.stdin.on('end', () => process.exit(0)).resume();
+  `], { stdio: ['pipe', 'pipe', 'inherit'] });
   const port = await new Promise((resolve, reject) => {
     server.once('exit', (code) => reject(new Error(`the bench's HTTPS server exited ${code}`)));
     server.stdout.once('data', (d) => resolve(Number(String(d).trim())));

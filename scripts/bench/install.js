@@ -12,7 +12,7 @@ const MiB = 1024 * 1024;
 const child = fileURLToPath(new URL('./install-child.js', import.meta.url));
 
 /** One size: every method `rounds` times, interleaved. Returns { rows, samples, slotKind, bundleSize }. */
-export async function benchInstall(sizeMiB, rounds, log) {
+export async function benchInstall(sizeMiB, rounds, log, only = null) {
   const dir = await mkdtemp(join(tmpdir(), 'piota-bench-install-'));
   let server;
   let slot;
@@ -27,13 +27,13 @@ export async function benchInstall(sizeMiB, rounds, log) {
     const dd = `dd of=${slot.path} bs=4M iflag=fullblock oflag=direct conv=fsync,notrunc status=none`;
     const tools = ['curl', 'openssl', 'dd'].every(hasTool);
     const methods = [
-      tools && { name: 'TLS transfer only (curl → /dev/null)', argv: ['sh', '-c', `${curl} > /dev/null`] },
-      tools && { name: 'sha256 of the image (openssl)', argv: ['openssl', 'dgst', '-sha256', image] },
-      tools && { name: 'disk only (dd oflag=direct)', argv: ['sh', '-c', `dd if=${image} ${dd.slice(3)}`] },
+      tools && { name: 'TLS transfer only (curl → /dev/null)', key: 'tls', argv: ['sh', '-c', `${curl} > /dev/null`] },
+      tools && { name: 'sha256 of the image (openssl)', key: 'sha256', argv: ['openssl', 'dgst', '-sha256', image] },
+      tools && { name: 'disk only (dd oflag=direct)', key: 'disk', argv: ['sh', '-c', `dd if=${image} ${dd.slice(3)}`] },
       tools && { name: '`curl \\| tee >(openssl dgst -sha256) \\| dd oflag=direct`', key: 'pipeline', argv: ['bash', '-c', `${curl} | tee >(openssl dgst -sha256 > /dev/null) | ${dd}`] },
       { name: "piota's daemon path (HTTPS → verifier → slot, synced)", key: 'piota', argv: [process.execPath, child, url, server.ca, join(dir, 'trusted.pub'), slot.path] },
       { name: "piota's daemon path + read-back", key: 'piotaReadback', argv: [process.execPath, child, url, server.ca, join(dir, 'trusted.pub'), slot.path, '--readback'] },
-    ].filter(Boolean);
+    ].filter((m) => m && (!only || only.has(m.key)));
     const results = new Map(methods.map((m) => [m, []]));
     for (let r = 0; r < rounds; r++) {
       for (const m of methods) {

@@ -34,7 +34,7 @@ export function goalsTable(installs, hub) {
   const size = headline?.sizeMiB;
   if (p && pipe) {
     out.push(row(`${size} MiB install ≤ 0.55× the pipeline's wall time`, `${f(p.wall / pipe.wall)}× (${f(p.wall)} s vs ${f(pipe.wall)} s)`, p.wall / pipe.wall <= 0.55));
-    out.push(row(`… ≤ 0.85× with read-back`, `${f(pr.wall / pipe.wall)}× (${f(pr.wall)} s)`, pr.wall / pipe.wall <= 0.85));
+    if (pr) out.push(row(`… ≤ 0.85× with read-back`, `${f(pr.wall / pipe.wall)}× (${f(pr.wall)} s)`, pr.wall / pipe.wall <= 0.85));
     out.push(row(`CPU ≤ 0.6× the pipeline's`, `${f(p.cpu / pipe.cpu)}× (${f(p.cpu)} s vs ${f(pipe.cpu)} s)`, p.cpu / pipe.cpu <= 0.6));
   }
   const big = installs.reduce((a, b) => (b.sizeMiB > a.sizeMiB ? b : a), installs[0]);
