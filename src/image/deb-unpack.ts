@@ -42,11 +42,13 @@ export async function unpackDeb(deb: string, root: string, scratch: Scratch, tmp
   await toolText('dpkg-deb', ['--control', deb, ctrlDir]);
   const listing = await toolText('dpkg-deb', ['--vextract', deb, root]);
 
+  // dpkg-deb lists ./, ./usr/, ./usr/bin/x; dpkg's .list says /., /usr, /usr/bin/x.
   const paths = listing
     .split('\n')
-    .map((l) => l.trim().replace(/^\.\/?/, '/').replace(/\/$/, ''))
-    .filter((p) => p !== '');
-  const list = paths.map((p) => (p === '' || p === '/' ? '/.' : p));
+    .map((l) => l.trim())
+    .filter((l) => l !== '')
+    .map((l) => l.replace(/^\.\/?/, '/').replace(/(.)\/$/, '$1'));
+  const list = paths.map((p) => (p === '/' ? '/.' : p));
   const conffiles = (await readFile(join(ctrlDir, 'conffiles'), 'utf8').catch(() => ''))
     .split('\n')
     .map((l) => l.trim())
