@@ -39,6 +39,8 @@ export interface AdaptiveContext {
   indexBytesPerSecond?: number;
   /** Downloads go through a proxy: the Range client does not, so the full download runs. */
   proxy?: boolean;
+  /** Called once the adaptive install is decided, before its first write: the caller closes its full download stream. */
+  onCommit?: () => void;
 }
 
 export function slotIndexPath(stateDir: string, slot: string, payload: string): string {
@@ -121,6 +123,7 @@ export async function tryAdaptiveDownload(ctx: AdaptiveContext): Promise<Adaptiv
       return null;
     }
     ctx.logger.info({ fetchBytes, fullBytes, fromChunk: ctx.fromChunk }, 'adaptive download');
+    ctx.onCommit?.();
     return await installAdaptive({ manifest, payloads: targets, fetcher, fromChunk: ctx.fromChunk, afterChunk: ctx.afterChunk, signal: ctx.signal });
   } catch (err) {
     if (err instanceof RangeRefused || err instanceof IndexUntrusted) {
