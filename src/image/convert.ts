@@ -106,6 +106,7 @@ export async function convertImage(o: ConvertOptions, log: (line: string) => voi
   const partial = join(dirname(out), `.${basename(out)}.partial`);
   const scratch = new Scratch();
   const stopSignals = scratch.releaseOnSignals();
+  scratch.onAbort(() => rm(partial, { force: true }));
   try {
     await rm(partial, { force: true });
     await writeFile(partial, '');

@@ -15,6 +15,22 @@ export interface RunResult {
   stderr: string;
 }
 
+/** Tools running now, so that a signal can stop them before their loop devices are detached. */
+const running = new Set<ReturnType<typeof spawn>>();
+
+/** Stops every tool still running (SIGTERM) and resolves when they have exited. */
+export async function stopRunningTools(): Promise<void> {
+  await Promise.all(
+    [...running].map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          child.once('close', () => resolve());
+          child.kill('SIGTERM');
+        }),
+    ),
+  );
+}
+
 /**
  * Runs a host tool (sfdisk, e2fsck, mtools...) to its end. A non-zero exit becomes an ImageError
  * naming the command and the tool's own last lines, which say what went wrong.
@@ -22,6 +38,7 @@ export interface RunResult {
 export function runTool(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env });
+    running.add(child);
     const out: Buffer[] = [];
     let err = '';
     child.stdout.on('data', (c: Buffer) => out.push(c));
@@ -30,6 +47,7 @@ export function runTool(command: string, args: readonly string[], options: RunOp
     });
     child.on('error', (e) => reject(new ImageError('host', `${command}: cannot run it (${e.message})`)));
     child.on('close', (code) => {
+      running.delete(child);
       const result = { code: code ?? 128, stdout: Buffer.concat(out), stderr: err };
       if (result.code === 0 || options.allowFailure) return resolve(result);
       const detail = err.trim().split('\n').slice(-4).join(' / ') || `exit ${result.code}`;

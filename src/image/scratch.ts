@@ -1,6 +1,6 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { runTool, toolText } from './run-tool.js';
+import { runTool, stopRunningTools, toolText } from './run-tool.js';
 
 /**
  * The loop devices, mounts and temporary directories one command makes, undone in reverse order by
@@ -11,22 +11,36 @@ import { runTool, toolText } from './run-tool.js';
  */
 export class Scratch {
   private readonly undo: (() => Promise<unknown>)[] = [];
+  private readonly aborts: (() => Promise<unknown>)[] = [];
+  /** Attaches and mounts under way: a signal that comes meanwhile waits for them, then undoes them too. */
+  private readonly inflight = new Set<Promise<unknown>>();
+
+  private track<T>(work: () => Promise<T>): Promise<T> {
+    const op = work();
+    this.inflight.add(op);
+    void op.catch(() => undefined).finally(() => this.inflight.delete(op));
+    return op;
+  }
 
   /** A loop device over `length` bytes of `file` from `offset`; read-only unless `writable`. */
   async loop(file: string, offset: number, length: number, writable: boolean): Promise<string> {
     const args = ['--find', '--show', '--offset', String(offset), '--sizelimit', String(length)];
     if (!writable) args.push('--read-only');
-    const dev = (await toolText('losetup', [...args, file])).trim();
-    this.undo.push(() => runTool('losetup', ['--detach', dev], { allowFailure: true }));
-    return dev;
+    return this.track(async () => {
+      const dev = (await toolText('losetup', [...args, file])).trim();
+      this.undo.push(() => runTool('losetup', ['--detach', dev], { allowFailure: true }));
+      return dev;
+    });
   }
 
   /** Mounts `device` (ext4) at a new directory under `dir` and returns that directory. */
   async mount(device: string, at: string, options = 'rw'): Promise<string> {
     await mkdir(at, { recursive: true });
-    await runTool('mount', ['-t', 'ext4', '-o', options, device, at]);
-    this.undo.push(() => runTool('umount', [at], { allowFailure: true }));
-    return at;
+    return this.track(async () => {
+      await runTool('mount', ['-t', 'ext4', '-o', options, device, at]);
+      this.undo.push(() => runTool('umount', [at], { allowFailure: true }));
+      return at;
+    });
   }
 
   /** Unmounts `at` now (it was mounted by this Scratch), so its file system can be checked or copied. */
@@ -43,10 +57,16 @@ export class Scratch {
 
   /** Undoes everything, newest first; never throws (each step is best effort). */
   async release(): Promise<void> {
+    await Promise.allSettled([...this.inflight]);
     while (this.undo.length > 0) {
       const step = this.undo.pop()!;
       await step().catch(() => undefined);
     }
+  }
+
+  /** Also done when a signal ends the command (after release): e.g. deleting a half-written output. */
+  onAbort(step: () => Promise<unknown>): void {
+    this.aborts.push(step);
   }
 
   /**
@@ -56,7 +76,11 @@ export class Scratch {
   releaseOnSignals(): () => void {
     const handlers = (['SIGINT', 'SIGTERM'] as const).map((signal) => {
       const h = () => {
-        void this.release().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+        // The tools first: a loop device still open by mkfs or e2fsck would outlive its detach.
+        void stopRunningTools()
+          .then(() => this.release())
+          .then(() => Promise.allSettled(this.aborts.map((a) => a())))
+          .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
       };
       process.once(signal, h);
       return [signal, h] as const;
