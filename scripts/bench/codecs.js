@@ -1,7 +1,7 @@
 // Decompression cost per codec, each in a process of its own, interleaved over rounds: what a
 // faster codec than gzip would give the install path. zstd is measured where its npm packages can
 // be loaded (they are not piota's dependencies): install them in a scratch directory and pass it.
-// Usage: node scripts/bench/codecs.js IMAGE [--modules DIR/node_modules] [--rounds 3]
+// Usage: node scripts/bench/codecs.js IMAGE [--modules DIR/node_modules] [--rounds 3] [--codecs gzip,zstd-native,zstd-wasm,zstd-js]
 //   e.g. (cd /tmp/z && npm i fzstd @bokuweb/zstd-wasm @mongodb-js/zstd@1) and --modules /tmp/z/node_modules
 /* global URL */
 import { spawnSync } from 'node:child_process';
@@ -9,12 +9,12 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { median } from './measure.js';
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { modules: { type: 'string' }, rounds: { type: 'string', default: '3' } } });
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { modules: { type: 'string' }, rounds: { type: 'string', default: '3' }, codecs: { type: 'string' } } });
 if (positionals.length !== 1) {
   console.error('usage: node scripts/bench/codecs.js IMAGE [--modules DIR/node_modules] [--rounds N]');
   process.exit(2);
 }
-const codecs = ['gzip', ...(values.modules ? ['zstd-native', 'zstd-wasm', 'zstd-js'] : [])];
+const codecs = values.codecs?.split(',') ?? ['gzip', ...(values.modules ? ['zstd-native', 'zstd-wasm', 'zstd-js'] : [])];
 const child = fileURLToPath(new URL('./codec-child.js', import.meta.url));
 const runs = new Map(codecs.map((c) => [c, []]));
 for (let r = 0; r < Number(values.rounds); r++) {
@@ -25,6 +25,7 @@ for (let r = 0; r < Number(values.rounds); r++) {
       continue;
     }
     runs.get(c).push(JSON.parse(p.stdout));
+    console.error(`round ${r + 1} ${c}: ${p.stdout.trim()}`);
   }
 }
 console.log('| codec | stored/image | MiB/s of image | CPU s per GiB of image | RSS growth MiB |');
