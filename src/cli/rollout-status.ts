@@ -1,4 +1,5 @@
 import { EvidenceReader } from '../rollout/evidence.js';
+import { HubCallError } from '../rollout/hub-port.js';
 import { parseDuration } from '../rollout/definition.js';
 import { isFinal } from '../rollout/state-machine.js';
 import { renderStatus } from '../rollout/status-printer.js';
@@ -39,8 +40,18 @@ Exit codes: 0 shown; 2 usage or connection error; 5 no rollout of that name.`,
       const tty = !values.json && process.stdout.isTTY === true;
       let lastLines = 0;
       for (;;) {
-        const { record } = await access.store.read(name);
-        const { outcomes } = await reader.read(record);
+        let record;
+        let outcomes;
+        try {
+          ({ record } = await access.store.read(name));
+          ({ outcomes } = await reader.read(record));
+        } catch (err) {
+          // A watch outlives a blink of the hub; a single look reports it (exit 2).
+          if (!values.watch || !(err instanceof HubCallError) || (err.kind !== 'unreachable' && err.kind !== 'throttled')) throw err;
+          process.stderr.write(`cannot read the rollout now (${err.message}); trying again\n`);
+          await new Promise((r) => setTimeout(r, intervalMs));
+          continue;
+        }
         const status = rolloutStatus(record, outcomes, Date.now());
         if (values.json) process.stdout.write(JSON.stringify(status, null, values.watch ? undefined : 2) + '\n');
         else {

@@ -10,6 +10,9 @@ import { World, waitFor } from '../e2e/world.js';
 import { piota } from './cli-run.js';
 
 /**
+ * The halt, offline and takeover cases run side by side (each its own fleet and rollout); the S1
+ * case restarts the hub with S1's throttles, so it runs last.
+ *
  * `piota rollout` end to end, as a user runs it (node bin/piota.js, its own process) against the
  * hub emulator, with part of the fleet simulated in this process (the real agent as instances):
  * waves to completion, the halt, offline devices and the desired release, a controller killed and
@@ -74,7 +77,7 @@ describe('piota rollout against the emulator and an in-process fleet', () => {
     expect(s.totals).toMatchObject({ devices: 200, succeeded: 200, failed: 0, offline: 0, running: 0 });
   }, 300_000);
 
-  it('with 20 % of devices failing their trial, halts in the first wave whose failure rate passes 5 % (min 2 failed); the next wave never starts', async () => {
+  it.concurrent('with 20 % of devices failing their trial, halts in the first wave whose failure rate passes 5 % (min 2 failed); the next wave never starts', async () => {
     const f = await smallFleet('halt', 60, { failTrialRatio: 0.2 });
     const failing = new Set(f.devices.filter((d) => d.role === 'failTrial').map((d) => d.id));
     expect(failing.size).toBe(12);
@@ -106,7 +109,7 @@ describe('piota rollout against the emulator and an in-process fleet', () => {
     expect(s.decisions.some((d) => d.what === 'clean-up after halted')).toBe(true);
   }, 240_000);
 
-  it('reports devices offline at their wave as offline (not failed); they apply the release from the desired properties when they come back', async () => {
+  it.concurrent('reports devices offline at their wave as offline (not failed); they apply the release from the desired properties when they come back', async () => {
     const f = await smallFleet('away', 16, { offlineRatio: 0.25 });
     const away = f.devices.filter((d) => d.role === 'offline').map((d) => d.id);
     expect(away).toHaveLength(4);
@@ -128,7 +131,7 @@ describe('piota rollout against the emulator and an in-process fleet', () => {
     }
   }, 240_000);
 
-  it('a controller killed mid-rollout is taken over by `piota rollout run` from another process and directory, which finishes the rollout', async () => {
+  it.concurrent('a controller killed mid-rollout is taken over by `piota rollout run` from another process and directory, which finishes the rollout', async () => {
     await smallFleet('kill', 30);
     const first = piota(startArgs('kill', "tags.ring = 'kill'", '10%,50%,100%', ['--lease', '5s']));
     await waitFor('the first wave to start', async () => /wave 1 job piota-kill-w1 scheduled/.test(first.stdout()), 60_000);
@@ -172,14 +175,14 @@ describe('piota rollout against the emulator and an in-process fleet', () => {
     // The same hub, restarted with IoT Hub's S1 throttles; the fleets reconnect by themselves.
     await world.stopHub();
     world.hub = await startHub({ dir: world.hubDir, mqttPort: world.hub.info.mqttPort, httpsPort: world.hub.info.httpsPort, tier: 'S1' });
-    await smallFleet('slow', 8);
-    const r = await piota([...startArgs('slow', "tags.ring = 'slow'", '25%,all').map((a) => (a === 'S3' ? 'S1' : a))]).done;
+    await smallFleet('slow', 4);
+    const r = await piota([...startArgs('slow', "tags.ring = 'slow'", 'all').map((a) => (a === 'S3' ? 'S1' : a))]).done;
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     const stats = world.hub.stats() as { tier: string; categories: Record<string, { throttled: number; admitted: number }> };
     expect(stats.tier).toBe('S1');
-    expect(stats.categories.queries.admitted).toBeGreaterThan(5);
+    expect(stats.categories.queries.admitted).toBeGreaterThan(3);
     for (const [category, c] of Object.entries(stats.categories)) expect(c.throttled, category).toBe(0);
     const s = await piota(['rollout', 'status', 'slow', '--json', '--hub-dir', world.hubDir, '--tier', 'S1']).done;
-    expect(JSON.parse(s.stdout)).toMatchObject({ state: 'completed', totals: { devices: 8, succeeded: 8, failed: 0 } });
+    expect(JSON.parse(s.stdout)).toMatchObject({ state: 'completed', totals: { devices: 4, succeeded: 4, failed: 0 } });
   }, 300_000);
 });
