@@ -8,7 +8,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,6 +71,10 @@ export async function piImage(): Promise<PiImage> {
     try {
       const deb = run('bash', [join(repo, 'scripts/build-deb.sh'), '--no-build', '--out', work]).trim().split('\n').pop()!;
       await build(dir, standin, deb);
+      // Earlier fixtures (another build of the package) are 1.6 GB each: only the newest is kept.
+      for (const old of readdirSync(CACHE_DIR).filter((d) => /^pi-image-[0-9a-f]{16}$/.test(d) && join(CACHE_DIR, d) !== dir)) {
+        await rm(join(CACHE_DIR, old), { recursive: true, force: true });
+      }
     } finally {
       await rm(work, { recursive: true, force: true });
     }

@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cp, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -64,7 +64,13 @@ describe.skipIf(skip !== undefined)('a Pi in a box: a converted image under a re
   afterAll(async () => {
     if (box) await box.powerOff();
     await server?.close();
-    hub?.kill('SIGTERM');
+    if (hub && hub.exitCode === null) {
+      const gone = new Promise((resolve) => hub.once('exit', resolve));
+      hub.kill('SIGTERM');
+      const timer = setTimeout(() => hub.kill('SIGKILL'), 5000);
+      await gone;
+      clearTimeout(timer);
+    }
     if (work) await rm(work, { recursive: true, force: true });
   }, 120_000);
 
@@ -96,30 +102,19 @@ describe.skipIf(skip !== undefined)('a Pi in a box: a converted image under a re
     expect(failed.stdout.trim()).toBe('');
   }, 300_000);
 
-  it('a SIGSTOPped daemon is killed and restarted by the systemd watchdog', async () => {
-    const mainPid = Number((await box.exec(['systemctl', 'show', '-P', 'MainPID', 'piota.service'])).stdout.trim());
-    expect(mainPid).toBeGreaterThan(1);
-    // systemd's own way to signal a unit's main process (the image has no kill(1) outside a shell).
-    const stop = await box.exec(['systemctl', 'kill', '--signal=SIGSTOP', '--kill-whom=main', 'piota.service']);
-    expect(stop.status, stop.stderr).toBe(0);
-    expect((await box.exec(['systemctl', 'show', '-P', 'MainPID', 'piota.service'])).stdout.trim()).toBe(String(mainPid));
-    await waitFor('a restart by the watchdog', async () => {
-      const r = await box.exec(['systemctl', 'show', '-P', 'NRestarts,MainPID,ActiveState', 'piota.service']);
-      const [restarts, pid, state] = r.stdout.trim().split('\n');
-      return Number(restarts) >= 1 && Number(pid) !== mainPid && state === 'active' ? true : undefined;
-    }, 90_000);
-    const log = await box.exec(['journalctl', '-u', 'piota', '-b', '-q', '--no-pager', '-o', 'cat']);
-    expect(log.stdout).toMatch(/[Ww]atchdog timeout/);
-  }, 120_000);
-
   it('an update: a power cut during the download resumes, the tryboot trial boots B, piota commits, and B stays', async () => {
     server.faults.bytesPerSecond = 8 * 1024 * 1024; // slow enough to cut the power in the middle
     const result = trigger(server.url('fw-1.0.1.piota'));
+    let ended: string | undefined;
+    void result.then((r) => (ended = `piota trigger ended early (exit ${r.code}): ${r.output}`));
     const statePath = box.dataPath('piota', 'state.json');
-    const progress = await waitFor('the download under way', async () => {
+    const seen = await waitFor('the download under way', async () => {
+      if (ended) return ended;
       const u = (JSON.parse(await readFile(statePath, 'utf8')) as { data: { update?: { phase: string; bytesDownloaded: number } } }).data.update;
       return u && u.phase === 'downloading' && u.bytesDownloaded > 32 * 1024 * 1024 ? u.bytesDownloaded : undefined;
     }, 300_000);
+    if (typeof seen === 'string') throw new Error(seen);
+    const progress = seen;
     server.faults.bytesPerSecond = undefined;
     const before = (await box.sim())!;
     process.kill(before.containerPid!, 'SIGKILL'); // the power cut
@@ -138,6 +133,15 @@ describe.skipIf(skip !== undefined)('a Pi in a box: a converted image under a re
     expect((await readFile(join(box.dataPath('..', '..'), 'bootconfig', 'autoboot.txt'), 'utf8'))).toMatch(/boot_partition=3/);
     // Powered off and on again: the committed slot B boots, no trial.
     expect(await box.powerOff()).toBe(0);
+    // The card itself, read with mtools like a laptop would: committed to B, the dropped string gone.
+    const card = join(work, 'pi', 'pi.img');
+    const p1 = JSON.parse(spawnSync('sfdisk', ['--json', card], { encoding: 'utf8' }).stdout).partitiontable.partitions[0] as { start: number };
+    const fat = `${card}@@${p1.start * 512}`;
+    const listing = spawnSync('mdir', ['-b', '-i', fat, '::/'], { encoding: 'utf8', env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
+    expect(listing.stdout).toContain('autoboot.txt');
+    expect(listing.stdout).not.toContain('piota-connection-string.txt');
+    const autoboot = spawnSync('mtype', ['-i', fat, '::/autoboot.txt'], { encoding: 'utf8', env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
+    expect(autoboot.stdout).toMatch(/\[all\][^[]*boot_partition=3/);
     box.lines.length = 0;
     box.powerOn();
     await box.waitForLine(/boot 1: slot B \(partition 3; powerOn\)/);
@@ -158,4 +162,20 @@ describe.skipIf(skip !== undefined)('a Pi in a box: a converted image under a re
     const guard = await box.exec(['journalctl', '-b', '-1', '-u', 'piota-trial-guard', '-q', '--no-pager', '-o', 'cat']);
     expect(guard.stdout).toMatch(/reboot/i);
   }, 900_000);
+  it('a SIGSTOPped daemon is killed and restarted by the systemd watchdog', async () => {
+    const mainPid = Number((await box.exec(['systemctl', 'show', '-P', 'MainPID', 'piota.service'])).stdout.trim());
+    expect(mainPid).toBeGreaterThan(1);
+    // systemd's own way to signal a unit's main process (the image has no kill(1) outside a shell).
+    const stop = await box.exec(['systemctl', 'kill', '--signal=SIGSTOP', '--kill-whom=main', 'piota.service']);
+    expect(stop.status, stop.stderr).toBe(0);
+    expect((await box.exec(['systemctl', 'show', '-P', 'MainPID', 'piota.service'])).stdout.trim()).toBe(String(mainPid));
+    const show = async (property: string) => (await box.exec(['systemctl', 'show', '-P', property, 'piota.service'])).stdout.trim();
+    await waitFor('a restart by the watchdog', async () => {
+      return Number(await show('NRestarts')) >= 1 && Number(await show('MainPID')) !== mainPid && (await show('ActiveState')) === 'active' ? true : undefined;
+    }, 90_000);
+    expect(await show('Result')).toBe('success');
+    const log = await box.exec(['journalctl', '-u', 'piota', '-b', '-q', '--no-pager', '-o', 'cat']);
+    expect(log.stdout).toMatch(/piota\.service: Watchdog timeout \(limit 6s\)/);
+    expect(log.stdout).toMatch(/Failed with result 'watchdog'/);
+  }, 120_000);
 });
