@@ -114,7 +114,7 @@ export async function verifyHeader(source: AsyncIterable<Uint8Array>, policy: Ve
       if (!preamble.subarray(0, seen).equals(MAGIC.subarray(0, seen))) decodePreamble(preamble);
       throw truncatedHeader(got, MANIFEST_OFFSET);
     }
-    const { manifestLength } = decodePreamble(preamble);
+    const { manifestLength, formatVersion } = decodePreamble(preamble);
     const headerLength = MANIFEST_OFFSET + manifestLength;
     const signatureArea = Buffer.alloc(SIGNATURE_AREA_LENGTH);
     if ((await reader.fill(signatureArea)) < SIGNATURE_AREA_LENGTH) throw truncatedHeader(reader.position, headerLength);
@@ -122,7 +122,7 @@ export async function verifyHeader(source: AsyncIterable<Uint8Array>, policy: Ve
     if ((await reader.fill(manifestBytes)) < manifestLength) throw truncatedHeader(reader.position, headerLength);
 
     const keyId = checkSignatures(signedMessage(preamble, manifestBytes), decodeSignatureArea(signatureArea), trusted);
-    const manifest = parseManifest(manifestBytes);
+    const manifest = parseManifest(manifestBytes, formatVersion);
     if (policy.model !== undefined && !manifest.compatible.includes(policy.model)) {
       throw new BundleError('incompatible', `the bundle is for ${manifest.compatible.join(', ')}, not for model ${policy.model}`);
     }
@@ -212,7 +212,8 @@ async function readStoredChunk(reader: ByteReader, header: VerifiedHeader, chunk
     buffers.give(stored);
     throw new BundleError('truncated', `the bundle ends at byte ${chunk.bundleOffset + got}, inside ${describeChunk(chunk)}; the whole bundle is ${header.bundleSize} bytes`);
   }
-  const trailing = chunk.index === header.manifest.chunks.length - 1 && !(await reader.atEnd());
+  // Format 2: the unit stores and block indexes follow the chunks; a full install stops before them.
+  const trailing = chunk.index === header.manifest.chunks.length - 1 && header.manifest.formatVersion === 1 && !(await reader.atEnd());
   return { stored, trailing };
 }
 
@@ -279,7 +280,7 @@ export async function* verifyChunks(
       throw new BundleError('invalidArgument', `fromChunk must be a chunk index from 0 to ${chunks.length}, got ${fromChunk}`);
     }
     if (!Number.isSafeInteger(readAhead) || readAhead < 1) throw new BundleError('invalidArgument', `readAhead must be a whole number >= 1, got ${readAhead}`);
-    if (fromChunk === chunks.length && !(await reader.atEnd())) throw trailingBytes(header);
+    if (fromChunk === chunks.length && header.manifest.formatVersion === 1 && !(await reader.atEnd())) throw trailingBytes(header);
     let launched = fromChunk;
     while (launched < chunks.length && queue.length < readAhead) queue.push(launch(launched++));
     for (let i = fromChunk; i < chunks.length; i++) {

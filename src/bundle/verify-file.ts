@@ -1,6 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { BundleError } from './errors.js';
+import { checkFormat2Sections } from './index-section.js';
 import { verifyHeader, verifyChunks, type VerifiedHeader, type VerifyPolicy } from './verifier.js';
 
 /**
@@ -12,6 +13,8 @@ export async function verifyBundleFile(path: string, policy: VerifyPolicy): Prom
   const header = await verifyHeader(createReadStream(path), policy);
   const hashes = new Map<string, Hash>(header.manifest.payloads.map((p) => [p.name, createHash('sha256')]));
   for await (const chunk of verifyChunks(header, header.rest)) hashes.get(chunk.payload)!.update(chunk.data);
+  // Format 2: the unit stores and block indexes after the chunks, against their signed hashes.
+  if (header.manifest.formatVersion >= 2) await checkFormat2Sections(createReadStream(path, { start: header.manifest.chunksEnd }), header.manifest);
   for (const p of header.manifest.payloads) {
     const digest = hashes.get(p.name)!.digest('hex');
     if (digest !== p.imageSha256) {

@@ -49,7 +49,7 @@ async function device(name: string) {
   const fh = await open(target, 'r+');
   const writer: SlotWriter = {
     size: async () => pair.release0.length,
-    write: async (offset, data) => void (await fh.write(data, 0, data.length, offset)),
+    write: async (offset: number, data: Uint8Array) => void (await fh.write(data, 0, data.length, offset)),
     sync: () => fh.sync(),
     close: () => fh.close(),
   } as unknown as SlotWriter;

@@ -13,7 +13,7 @@ import { verifyBundleFile } from '../../src/bundle/verify-file.js';
 import { syntheticPair } from './synthetic.js';
 
 const keys = generateKeyPair();
-const pair = syntheticPair(256);
+const pair = syntheticPair();
 let dir: string;
 let bundle: string;
 
