@@ -13,6 +13,7 @@ import { writePlainImage } from './plain-image.js';
 import { AlignedBufferPool } from '../slots/aligned-buffer.js';
 import { HashWorker } from '../install/hash-worker.js';
 import { redactUri } from './redact-uri.js';
+import { downloadAdaptively, type AdaptiveDeps } from './adaptive-step.js';
 
 export interface DownloadDeps {
   open: HttpSource;
@@ -31,6 +32,8 @@ export interface DownloadDeps {
   checkpointIntervalMs?: number;
   /** The device config allows unsigned plain images pinned by sha256. */
   allowPlainImages?: boolean;
+  /** The running slot and the state dir: with these, a format 2 bundle may install adaptively (docs/adaptive-updates.md). */
+  adaptive?: AdaptiveDeps;
 }
 
 /**
@@ -100,6 +103,20 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
 
     for (const payload of summary.payloads) {
       writers.set(payload.name, await deps.storage.openForWrite(deps.targetPartitions[payload.name]));
+    }
+    if (deps.adaptive && !pin) {
+      // Only the blocks the slots lack, or false: the full download below. Once the adaptive install
+      // has started it owns the connection; if it stops after that, the retry resumes at nextChunk.
+      let committed = false;
+      const onCommit = () => {
+        committed = true;
+        void header.rest.return();
+        first?.destroy();
+        second?.destroy();
+      };
+      const proxy = deps.request.proxy !== null && (deps.request.proxy !== undefined || Boolean(process.env.HTTPS_PROXY ?? process.env.https_proxy));
+      if (await downloadAdaptively(update, header, first.validator, writers, { ...deps, adaptive: deps.adaptive, ca: deps.request.ca, proxy, onCommit })) return;
+      if (committed) throw new DownloadError('networkError', 'the adaptive download stopped; resuming with the full download', true);
     }
     let lastCheckpoint = Date.now();
     const interval = deps.checkpointIntervalMs ?? 2000;

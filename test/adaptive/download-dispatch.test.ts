@@ -1,0 +1,97 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createBundle } from '../../src/bundle/create.js';
+import { generateKeyPair } from '../../src/bundle/keys.js';
+import { buildSlotIndexInBackground } from '../../src/adaptive/adaptive-download.js';
+import { downloadToSlot, type DownloadDeps } from '../../src/agent/download-to-slot.js';
+import type { UpdateRecord } from '../../src/agent/device-state.js';
+import { openDownload } from '../../src/download/https-source.js';
+import { openPartitionForWrite, partitionSize } from '../../src/slots/index.js';
+import { silentLogger, updateIn } from '../agent/fakes/ports.js';
+import { startTestFileServer, type TestFileServer } from '../helpers/https-file-server.js';
+import { syntheticPair } from './synthetic.js';
+
+/*
+ * The daemon's download (downloadToSlot, with the real HTTPS stack and slot writer on files) given
+ * the running slot: a format 2 bundle installs adaptively; a server without Range, or a device
+ * without a slot index, gets the full download; tampered units are refused.
+ */
+const pair = syntheticPair();
+const keys = generateKeyPair();
+let dir: string;
+let server: TestFileServer;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'piota-dispatch-'));
+  server = await startTestFileServer();
+  await writeFile(join(dir, 'r2.img'), pair.release2);
+  await createBundle({
+    out: join(dir, 'r2.piota'), version: '2', compatible: ['pi'], formatVersion: 2, chunkSize: 64 * 1024,
+    payloads: [{ name: 'rootfs', file: join(dir, 'r2.img') }], signingKeys: [keys.privateKeyPem],
+  });
+  server.add('r2.piota', join(dir, 'r2.piota'));
+});
+afterAll(async () => {
+  await server.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function device(name: string, index: boolean) {
+  const running = join(dir, `${name}-A`);
+  const target = join(dir, `${name}-B`);
+  const stateDir = join(dir, `${name}-state`);
+  await writeFile(running, pair.release1);
+  await writeFile(target, pair.release0);
+  if (index) await buildSlotIndexInBackground(stateDir, 'A', 'rootfs', running, pair.release2.length, 0, silentLogger);
+  const saved: UpdateRecord[] = [];
+  const deps: DownloadDeps = {
+    open: openDownload,
+    storage: { partitionSize, openForWrite: (p) => openPartitionForWrite(p), hashFromMedium: async () => '' },
+    trust: { trustedKeys: [keys.publicKeyPem], model: 'pi', securityVersion: 0 },
+    targetPartitions: { rootfs: target },
+    request: { ca: server.ca, proxy: null },
+    logger: silentLogger,
+    checkpoint: async (u) => void saved.push(structuredClone(u)),
+    progress: () => undefined,
+    signal: new AbortController().signal,
+    adaptive: { runningPartitions: { rootfs: running }, runningSlot: 'A', targetSlot: 'B', stateDir },
+  };
+  return { target, deps, saved };
+}
+
+const written = async (target: string) => (await readFile(target)).subarray(0, pair.release2.length).equals(pair.release2);
+
+describe('downloadToSlot with a format 2 bundle', () => {
+  it('installs adaptively when the running slot has an index: method adaptive, a fraction fetched', async () => {
+    const d = await device('adaptive', true);
+    const u = updateIn('downloading', { fwPackageUri: server.url('r2.piota') });
+    await downloadToSlot(u, d.deps);
+    expect(await written(d.target)).toBe(true);
+    expect(u.method).toBe('adaptive');
+    expect(u.bytesFetched!).toBeLessThan(u.bundle!.totalBytes / 4);
+    expect(u.nextChunk).toBe(u.bundle!.chunkCount);
+  });
+
+  it('without a slot index: the full download (format 2 chunks, stopping before the unit store)', async () => {
+    const d = await device('noindex', false);
+    const u = updateIn('downloading', { fwPackageUri: server.url('r2.piota') });
+    await downloadToSlot(u, d.deps);
+    expect(await written(d.target)).toBe(true);
+    expect(u.method).toBeUndefined();
+  });
+
+  it('a server that ignores Range: the full download', async () => {
+    const d = await device('norange', true);
+    const u = updateIn('downloading', { fwPackageUri: server.url('r2.piota') });
+    server.faults.ignoreRange = true;
+    try {
+      await downloadToSlot(u, d.deps);
+    } finally {
+      server.faults.ignoreRange = false;
+    }
+    expect(await written(d.target)).toBe(true);
+    expect(u.method).toBeUndefined();
+  });
+});
