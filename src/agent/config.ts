@@ -220,7 +220,7 @@ function boot(v: unknown): TrybootConfig {
     backend,
     autobootFile: absolutePath(o.autobootFile, 'boot.autobootFile'),
     bootPartitions,
-    deviceTreeDir: absolutePath(o.deviceTreeDir ?? '/proc/device-tree/chosen/bootloader', 'boot.deviceTreeDir'),
+    deviceTreeDir: absolutePath(o.deviceTreeDir ?? '/sys/firmware/devicetree/base/chosen/bootloader', 'boot.deviceTreeDir'),
     rebootCommand: command(o.rebootCommand ?? ['systemctl', 'reboot'], 'boot.rebootCommand'),
     trybootCommand: command(o.trybootCommand ?? DEFAULT_TRYBOOT_COMMAND, 'boot.trybootCommand'),
   };

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { BootError } from './backend.js';
 
 /**
- * Reads one of the bootloader's values under /proc/device-tree/chosen/bootloader (or the configured
+ * Reads one of the bootloader's values under /sys/firmware/devicetree/base/chosen/bootloader (/proc/device-tree/… on a Pi; or the configured
  * directory): a 4-byte big-endian unsigned integer, as the Pi firmware publishes `tryboot` and `partition`.
  */
 export async function readBootloaderValue(deviceTreeDir: string, name: 'tryboot' | 'partition'): Promise<number> {

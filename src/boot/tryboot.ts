@@ -8,7 +8,7 @@ export interface TrybootOptions {
   autobootFile: string;
   /** The boot partition number of each slot, as autoboot.txt and the device tree count them. */
   bootPartitions: Record<Slot, number>;
-  /** Where the firmware publishes `tryboot` and `partition` (/proc/device-tree/chosen/bootloader). */
+  /** Where the firmware publishes `tryboot` and `partition` (/sys/firmware/devicetree/base/chosen/bootloader, which /proc/device-tree links to). */
   deviceTreeDir: string;
   rebootCommand: readonly string[];
   /** A reboot that boots the `[tryboot]` partition once: systemctl reboot "--reboot-argument=0 tryboot". */

@@ -7,8 +7,6 @@ export const IMAGE_CONFIG = '/etc/piota/config.json';
 export const SYS_DEVICE_TREE = '/sys/firmware/devicetree/base/chosen/bootloader';
 const PROC_DEVICE_TREE = '/proc/device-tree/';
 const SYS_DEVICE_TREE_BASE = '/sys/firmware/devicetree/base/';
-/** The default of boot.deviceTreeDir when a config leaves it out (docs/configuration.md). */
-const DEFAULT_DEVICE_TREE = '/proc/device-tree/chosen/bootloader';
 
 /**
  * The one config key the rig may override. A container's /proc has no device-tree entry and none
@@ -16,7 +14,8 @@ const DEFAULT_DEVICE_TREE = '/proc/device-tree/chosen/bootloader';
  * reads the device tree under /proc/device-tree gets, for this boot only, a copy of itself with
  * boot.deviceTreeDir moved to the same place under /sys/firmware/devicetree/base, bound over
  * /etc/piota/config.json (the image is not written). Returns the copy's path, or undefined when
- * the config already reads /sys (or there is no config to fix: the boot shows what is wrong).
+ * the config already reads /sys or leaves the key out (piota's default is the /sys path), or there
+ * is no config to fix (the boot shows what is wrong).
  */
 export async function deviceTreeOverride(root: string, rigDir: string): Promise<string | undefined> {
   let config: { boot?: { deviceTreeDir?: unknown } };
@@ -26,7 +25,7 @@ export async function deviceTreeOverride(root: string, rigDir: string): Promise<
     return undefined;
   }
   if (typeof config !== 'object' || config === null || typeof config.boot !== 'object' || config.boot === null) return undefined;
-  const dir = config.boot.deviceTreeDir ?? DEFAULT_DEVICE_TREE;
+  const dir = config.boot.deviceTreeDir;
   if (typeof dir !== 'string' || !dir.startsWith(PROC_DEVICE_TREE)) return undefined;
   config.boot.deviceTreeDir = SYS_DEVICE_TREE_BASE + dir.slice(PROC_DEVICE_TREE.length);
   const copy = join(rigDir, 'config.json');
