@@ -25,7 +25,7 @@ describe.skipIf(skip)(`an arm64 image${skip ? ` (skipped: ${skip})` : ''}`, () =
     const keys = keysAndCa(work);
     out = join(work, 'arm64.img');
     converted = piota(
-      ['image', 'convert', input, '--out', out, '--deb', buildDeb(work), '--model', 'raspberrypi5', '--trusted-key', keys.pub,
+      ['image', 'convert', input, '--out', out, '--deb', buildDeb(), '--model', 'raspberrypi5', '--trusted-key', keys.pub,
         '--connection-string', '-', '--boot-size', '64M', '--root-size', '512M', '--data-size', '32M'],
       { input: `${CS}\n` },
     );

@@ -29,7 +29,7 @@ describe.skipIf(skip)(`piota image convert, inspect and bundle${skip ? ` (skippe
     inputHash = sha256File(input);
     work = await mkdtemp(join(tmpdir(), 'piota-image-'));
     keys = keysAndCa(work);
-    const deb = buildDeb(work);
+    const deb = buildDeb();
     out = join(work, 'fleet.img');
     converted = piota([
       'image', 'convert', input, '--out', out, '--deb', deb, '--model', 'raspberrypi5', '--trusted-key', keys.pub,

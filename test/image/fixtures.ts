@@ -41,10 +41,8 @@ export function imageSkipReason(): string | undefined {
   return standinSkipReason();
 }
 
-/** The .deb of this checkout (scripts/build-deb.sh --no-build) in `dir`. */
-export function buildDeb(dir: string): string {
-  return run('bash', [join(repo, 'scripts/build-deb.sh'), '--no-build', '--out', dir]).trim().split('\n').pop()!;
-}
+/** The .deb of this checkout, built once per build of dist/ and shared (test/helpers/piota-deb.ts). */
+export { piotaDeb as buildDeb } from '../helpers/piota-deb.js';
 
 /** An ed25519 key pair (piota bundle keygen) and a self-signed CA certificate in `dir`. */
 export function keysAndCa(dir: string): { key: string; pub: string; ca: string } {

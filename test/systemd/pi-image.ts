@@ -8,13 +8,14 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureCertificates } from '../../src/hub-emulator/certificates.js';
 import { CACHE_DIR, rigSkipReason } from './rig.js';
 import { standinImage, standinSkipReason } from '../helpers/standin-image.js';
+import { packageInputsKey, piotaDeb } from '../helpers/piota-deb.js';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const bin = join(repo, 'bin/piota.js');
@@ -45,38 +46,19 @@ function run(command: string, args: readonly string[], input?: string): string {
   return r.stdout;
 }
 
-/**
- * What goes into the package, hashed without building it (build-deb.sh takes a while: it installs
- * the production dependencies): the built program, the lock file, the units and scripts.
- */
-function packageInputsHash(): string {
-  const hash = createHash('sha256');
-  const files = run('sh', ['-c', 'cd "$1" && find dist -name "*.js" -type f | sort; ls package.json package-lock.json config.example.json bin/piota.js scripts/build-deb.sh scripts/install.sh scripts/trial-guard.sh systemd/*', 'sh', repo])
-    .split('\n')
-    .filter(Boolean);
-  for (const f of files) hash.update(f).update(readFileSync(join(repo, f)));
-  return hash.digest('hex');
-}
-
 /** The image, the key, the CA and the release bundles, from the cache or made now. */
 export async function piImage(): Promise<PiImage> {
   const standin = await standinImage();
   const key = createHash('sha256')
-    .update(JSON.stringify({ v: FIXTURE_VERSION, standin, pkg: packageInputsHash() }))
+    .update(JSON.stringify({ v: FIXTURE_VERSION, standin, pkg: packageInputsKey() }))
     .digest('hex')
     .slice(0, 16);
   const dir = join(CACHE_DIR, `pi-image-${key}`);
   if (!existsSync(join(dir, 'image.img'))) {
-    const work = await mkdtemp(join(CACHE_DIR, 'pi-image-deb-'));
-    try {
-      const deb = run('bash', [join(repo, 'scripts/build-deb.sh'), '--no-build', '--out', work]).trim().split('\n').pop()!;
-      await build(dir, standin, deb);
-      // Earlier fixtures (another build of the package) are 1.6 GB each: only the newest is kept.
-      for (const old of readdirSync(CACHE_DIR).filter((d) => /^pi-image-[0-9a-f]{16}$/.test(d) && join(CACHE_DIR, d) !== dir)) {
-        await rm(join(CACHE_DIR, old), { recursive: true, force: true });
-      }
-    } finally {
-      await rm(work, { recursive: true, force: true });
+    await build(dir, standin, piotaDeb());
+    // Earlier fixtures (another build of the package) are 1.6 GB each: only the newest is kept.
+    for (const old of readdirSync(CACHE_DIR).filter((d) => /^pi-image-[0-9a-f]{16}$/.test(d) && join(CACHE_DIR, d) !== dir)) {
+      await rm(join(CACHE_DIR, old), { recursive: true, force: true });
     }
   }
   return fixture(dir);
