@@ -24,7 +24,7 @@ export async function downloading(ctx: PhaseContext): Promise<PhaseOutcome> {
     ctx.state.slots[ctx.update.targetSlot] = null;
     await ctx.save();
   }
-  // Loaded here, not at the top: the download stack (axios, the verifier) stays out of light commands
+  // Loaded here, not at the top: the download stack (the HTTPS client, the verifier) stays out of light commands
   // such as `piota status`, which read the workflow table.
   const { downloadToSlot } = await import('../download-to-slot.js');
   const retry = config.download.retry;
