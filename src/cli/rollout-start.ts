@@ -10,7 +10,7 @@ export const rolloutStartCommand: Command = {
   help: `Usage: piota rollout start NAME --uri URL --version V [--sha256 HEX] --target CONDITION
          --waves 1%,10%,50%,100% | 5,50,all --halt-failure-rate 5% --halt-min-failed N
          --wave-timeout 90s|10m|2h [--connect-timeout 30s] [--apply-now] [--detach]
-         [--via job] [--hub-dir DIR | --connection-string CS] [--tier S1|S2|S3]
+         [--via job|configuration] [--hub-dir DIR | --connection-string CS] [--tier S1|S2|S3]
 
 Creates a rollout of a release to the devices matching CONDITION, in cumulative waves, each wave
 one IoT Hub job invoking firmwareUpdate, and drives it until it completes, halts or is paused. It
@@ -34,7 +34,10 @@ Options:
                             property, applied when it connects
   --apply-now               devices skip their maintenance window for this release
   --detach                  create the rollout and return; drive it with piota rollout run NAME
-  --via job                 one IoT Hub job per wave (the only mode this version has)
+  --via job|configuration   job (default): one IoT Hub job per wave invoking firmwareUpdate;
+                            configuration: one automatic device configuration per wave writing the
+                            release into the devices' desired properties (offline devices apply it
+                            when they connect; no S1 one-job limit; slower to react)
 ${HUB_HELP}
 ${DRIVE_HELP}
 
@@ -90,7 +93,7 @@ export function definitionOf(command: Pick<Command, 'path'>, name: string, value
     const minFailedRaw = values['halt-min-failed'] ?? '1';
     if (!/^\d+$/.test(minFailedRaw) || Number(minFailedRaw) < 1) throw new RolloutError('badOption', `--halt-min-failed must be a whole number of at least 1, got '${minFailedRaw}'`);
     const via = values.via ?? 'job';
-    if (via !== 'job') throw new RolloutError('badOption', `--via '${via}': this version drives rollouts through IoT Hub jobs only (--via job)`);
+    if (via !== 'job' && via !== 'configuration') throw new RolloutError('badOption', `--via '${via}' must be job (one IoT Hub job per wave) or configuration (one automatic device configuration per wave)`);
     return {
       name: checkRolloutName(name),
       release: { fwPackageUri: uri, version: required(command, values, 'version'), ...(sha256 ? { sha256: sha256.toLowerCase() } : {}), applyNow: !!values['apply-now'] },
@@ -99,7 +102,7 @@ export function definitionOf(command: Pick<Command, 'path'>, name: string, value
       halt: { failureRate: parseRate(required(command, values, 'halt-failure-rate')), minFailed: Number(minFailedRaw) },
       waveTimeoutMs: parseDuration(required(command, values, 'wave-timeout')),
       connectTimeoutS: Math.round(parseDuration(values['connect-timeout'] ?? '30s', '--connect-timeout', 0, 300_000) / 1000),
-      via: 'job',
+      via,
     };
   } catch (err) {
     if (err instanceof RolloutError) throw new UsageError(`piota rollout start: ${err.message}`);

@@ -6,6 +6,7 @@ import type { RolloutRecord } from './record.js';
 
 export interface CleanUpReport {
   jobsCancelled: string[];
+  configurationsRemoved: string[];
   cancelSent: string[];
   desiredCleared: string[];
   problems: string[];
@@ -21,7 +22,7 @@ const CANCELLABLE = new Set(['waiting', 'downloading']);
  * crash, it finds less to do.
  */
 export async function cleanUp(hub: RolloutHub, record: RolloutRecord, outcomes: readonly DeviceOutcome[], twins: readonly DeviceTwin[]): Promise<CleanUpReport> {
-  const report: CleanUpReport = { jobsCancelled: [], cancelSent: [], desiredCleared: [], problems: [] };
+  const report: CleanUpReport = { jobsCancelled: [], configurationsRemoved: [], cancelSent: [], desiredCleared: [], problems: [] };
   const name = record.definition.name;
   for (const w of record.waves) {
     if (!w.jobId) continue;
@@ -33,6 +34,18 @@ export async function cleanUp(hub: RolloutHub, record: RolloutRecord, outcomes: 
       }
     } catch (err) {
       report.problems.push(`job ${w.jobId}: ${(err as Error).message}`);
+    }
+  }
+  // Before the desired releases are removed below, or the hub would write them again. Deleting a
+  // configuration leaves what it wrote on the twins (as in IoT Hub).
+  for (const w of record.waves) {
+    if (!w.configurationId) continue;
+    try {
+      await hub.removeConfiguration(w.configurationId);
+      report.configurationsRemoved.push(w.configurationId);
+    } catch (err) {
+      if (err instanceof HubCallError && err.kind === 'notFound') continue;
+      report.problems.push(`configuration ${w.configurationId}: ${(err as Error).message}`);
     }
   }
   for (const o of outcomes) {

@@ -2,13 +2,14 @@ import { cleanUp } from './clean-up.js';
 import { formatDuration } from './definition.js';
 import { desiredReleaseId, EvidenceReader, hasDesiredRelease, inRolloutCondition, rolloutTagOf } from './evidence.js';
 import { haltVerdict } from './halt-rule.js';
-import { HubCallError, type DeviceTwin, type RolloutHub } from './hub-port.js';
+import { HubCallError, type ConfigurationSpec, type DeviceTwin, type RolloutHub } from './hub-port.js';
 import { isSettled, type DeviceOutcome } from './outcome.js';
 import { pickWave } from './plan.js';
 import { mayDrive, type RecordStore, type StoredRecord } from './record-store.js';
 import { RECORD_TAG, type RolloutRecord, type WaveRecord } from './record.js';
 import { applyEvent, isFinal, logDecision } from './state-machine.js';
 import { countOutcomes, rolloutStatus, type RolloutStatus } from './status.js';
+import { desiredRelease, waveConfiguration } from './wave-configuration.js';
 
 export interface ControllerOptions {
   hub: RolloutHub;
@@ -57,7 +58,7 @@ export async function driveRollout(o: ControllerOptions): Promise<DriveEnd> {
     let looked: Awaited<ReturnType<EvidenceReader['read']>>;
     try {
       stored = await o.store.read(o.name);
-      looked = await evidence.read(stored.record);
+      looked = await evidence.read(stored.record, now());
       failures = 0;
     } catch (err) {
       if (!isTransient(err)) throw err;
@@ -163,7 +164,7 @@ async function act(step: Step, stored: StoredRecord, twins: DeviceTwin[], outcom
   if (rec.state === 'running' || rec.state === 'paused') await offerDesiredRelease(o.hub, rec, twins, outcomes);
   if (step.kind === 'cleanUp') {
     const report = await cleanUp(o.hub, rec, outcomes, twins);
-    const summary = `${report.jobsCancelled.length} job(s) cancelled, firmwareUpdateCancel sent to ${report.cancelSent.length} device(s), desired release removed from ${report.desiredCleared.length}${report.problems.length ? `; ${report.problems.length} problem(s): ${report.problems.slice(0, 3).join('; ')}` : ''}`;
+    const summary = `${report.jobsCancelled.length} job(s) cancelled, ${report.configurationsRemoved.length} configuration(s) deleted, firmwareUpdateCancel sent to ${report.cancelSent.length} device(s), desired release removed from ${report.desiredCleared.length}${report.problems.length ? `; ${report.problems.length} problem(s): ${report.problems.slice(0, 3).join('; ')}` : ''}`;
     o.onNote?.(`clean-up after ${rec.state}: ${summary}`);
     await o.store.update(o.name, (r) => logDecision({ ...r, cleanedUp: true }, `clean-up after ${r.state}`, summary, new Date(now())));
   } else if (step.kind === 'startWave') {
@@ -185,6 +186,16 @@ async function startWave(o: ControllerOptions, rec: RolloutRecord, wave: WaveRec
   const at = new Date(now());
   if (devices === 0) {
     await o.store.update(o.name, (r) => logDecision(withWave(r, wave.wave, { stage: 'skipped', devices: 0, endedAt: at.toISOString(), endReason: 'no device to add' }), `wave ${wave.wave} skipped`, `it adds no device (${already.length} already in the rollout, ${candidates.length} more match the target)`, at));
+    return;
+  }
+  if (d.via === 'configuration') {
+    // The hub applies the configuration to the wave's tagged devices itself (and to each one that
+    // matches later), so there is no query index to wait for; offline devices get it too.
+    const spec = waveConfiguration(d, wave.wave);
+    await addConfiguration(o, spec);
+    await o.store.update(o.name, (r) =>
+      logDecision(withWave(r, wave.wave, { stage: 'started', devices, configurationId: spec.id, startedAt: at.toISOString() }), `wave ${wave.wave} configuration ${spec.id} created`, `${devices} device(s) tagged tags.piota.rollout = {name: '${d.name}', wave: ${wave.wave}} get the desired release ${desiredReleaseId(d.name)}`, at),
+    );
     return;
   }
   const jobId = `piota-${d.name}-w${wave.wave}`;
@@ -246,13 +257,23 @@ async function scheduleJob(o: ControllerOptions, rec: RolloutRecord, wave: numbe
   }
 }
 
+/** Creates the wave's configuration; one created before a crash is the same wave going on. */
+async function addConfiguration(o: ControllerOptions, spec: ConfigurationSpec): Promise<void> {
+  try {
+    await o.hub.addConfiguration(spec);
+  } catch (err) {
+    if (err instanceof HubCallError && err.kind === 'exists') return;
+    throw err;
+  }
+}
+
 /** Devices the wave's job could not reach get the release as a desired property, applied when they connect. */
 async function offerDesiredRelease(hub: RolloutHub, rec: RolloutRecord, twins: DeviceTwin[], outcomes: readonly DeviceOutcome[]): Promise<void> {
   const d = rec.definition;
+  // Through configurations every device of a wave has the release already, written by the hub.
+  if (d.via === 'configuration') return;
   const offline = new Set(outcomes.filter((x) => x.stage === 'offline').map((x) => x.deviceId));
-  const release: Record<string, unknown> = { id: desiredReleaseId(d.name), fwPackageUri: d.release.fwPackageUri, version: d.release.version };
-  if (d.release.sha256) release.sha256 = d.release.sha256;
-  if (d.release.applyNow) release.applyWindow = 'now';
+  const release = desiredRelease(d);
   const todo = twins.filter((t) => offline.has(t.deviceId) && !hasDesiredRelease(t, d.name));
   await inParallel(todo, 8, (t) => hub.updateTwin(t.deviceId, { properties: { desired: { piota: { firmware: release } } } }));
 }

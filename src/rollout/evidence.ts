@@ -1,6 +1,6 @@
 import type { DeviceTwin, JobDeviceResult, RolloutHub } from './hub-port.js';
 import { deviceOutcome, type DeviceOutcome } from './outcome.js';
-import type { RolloutRecord } from './record.js';
+import type { RolloutRecord, WaveRecord } from './record.js';
 
 /** The tag a device carries while in a rollout: `tags.piota.rollout = {name, wave}`. */
 export interface RolloutTag {
@@ -36,6 +36,18 @@ export function hasDesiredRelease(twin: DeviceTwin, name: string): boolean {
   return !!fw && typeof fw === 'object' && fw.id === desiredReleaseId(name);
 }
 
+/**
+ * Through a configuration there is no job to say a device was not reached: a device that has not
+ * acted on the desired release is offline while the hub shows it disconnected, or once the wave's
+ * timeout passed without a word from it (never failed); it still applies the release when it
+ * connects, and is counted from then on.
+ */
+function unreachedAsOffline(outcome: DeviceOutcome, twin: DeviceTwin, wave: WaveRecord, nowMs: number, waveTimeoutMs: number): DeviceOutcome {
+  if (outcome.stage !== 'pending') return outcome;
+  const timedOut = wave.startedAt !== null && nowMs - Date.parse(wave.startedAt) >= waveTimeoutMs;
+  return /^disconnected$/i.test(twin.connectionState ?? '') || timedOut ? { ...outcome, stage: 'offline' } : outcome;
+}
+
 const FINAL_JOB_DEVICE = new Set(['completed', 'failed', 'canceled', 'cancelled']);
 
 /**
@@ -49,7 +61,7 @@ export class EvidenceReader {
 
   constructor(private readonly hub: RolloutHub) {}
 
-  async read(record: RolloutRecord): Promise<{ twins: DeviceTwin[]; outcomes: DeviceOutcome[] }> {
+  async read(record: RolloutRecord, nowMs = Date.now()): Promise<{ twins: DeviceTwin[]; outcomes: DeviceOutcome[] }> {
     const name = record.definition.name;
     const twins = (await this.hub.queryTwins(inRolloutCondition(name))).filter((t) => rolloutTagOf(t)?.name === name);
     const byWave = new Map<number, DeviceTwin[]>();
@@ -63,7 +75,8 @@ export class EvidenceReader {
       if (members.length === 0) continue;
       const results = wave.jobId ? await this.jobResults(wave.jobId, members) : new Map<string, JobDeviceResult>();
       for (const twin of members) {
-        outcomes.push(deviceOutcome(twin, wave.wave, results.get(twin.deviceId), hasDesiredRelease(twin, name) ? desiredReleaseId(name) : null));
+        const outcome = deviceOutcome(twin, wave.wave, results.get(twin.deviceId), hasDesiredRelease(twin, name) ? desiredReleaseId(name) : null);
+        outcomes.push(record.definition.via === 'configuration' ? unreachedAsOffline(outcome, twin, wave, nowMs, record.definition.waveTimeoutMs) : outcome);
       }
     }
     return { twins, outcomes };

@@ -60,6 +60,16 @@ export interface ConfigurationSpec {
   metrics: Record<string, string>;
 }
 
+/** A configuration as the hub reports it: its metrics are counted by the hub, not by the rollout. */
+export interface ConfigurationInfo {
+  id: string;
+  targetCondition: string;
+  /** Metric name → devices its query returns. */
+  metrics: Record<string, number>;
+  /** targetedCount, appliedCount. */
+  systemMetrics: Record<string, number>;
+}
+
 export interface RolloutHub {
   /** Every twin matching the condition (all pages); null condition: every device. */
   queryTwins(condition: string | null): Promise<DeviceTwin[]>;
@@ -75,6 +85,8 @@ export interface RolloutHub {
   jobDeviceResults(jobId: string): Promise<JobDeviceResult[]>;
   invokeMethod(deviceId: string, call: MethodCall): Promise<{ status: number; payload: unknown }>;
   addConfiguration(spec: ConfigurationSpec): Promise<void>;
+  /** The configuration, or null if the hub has none of that id. */
+  getConfiguration(id: string): Promise<ConfigurationInfo | null>;
   removeConfiguration(id: string): Promise<void>;
 }
 

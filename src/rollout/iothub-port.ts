@@ -145,6 +145,16 @@ export function iothubRolloutHub(target: HubTarget, pacer: Pacer): RolloutHub {
       };
       await call('configuration', `create configuration '${spec.id}'`, () => registry.addConfiguration(configuration as never));
     },
+    async getConfiguration(id) {
+      try {
+        const { responseBody } = await call('configuration', `read configuration '${id}'`, () => registry.getConfiguration(id));
+        const c = responseBody as unknown as { targetCondition?: string; metrics?: { results?: Record<string, number> }; systemMetrics?: { results?: Record<string, number> } };
+        return { id, targetCondition: String(c.targetCondition ?? ''), metrics: c.metrics?.results ?? {}, systemMetrics: c.systemMetrics?.results ?? {} };
+      } catch (err) {
+        if (err instanceof HubCallError && err.kind === 'notFound') return null;
+        throw err;
+      }
+    },
     async removeConfiguration(id) {
       await call('configuration', `delete configuration '${id}'`, () => registry.removeConfiguration(id));
     },

@@ -13,6 +13,8 @@ export interface WaveRecord {
   /** pending → tagging → started → done (or skipped: it would add no device). */
   stage: 'pending' | 'tagging' | 'started' | 'done' | 'skipped';
   jobId: string | null;
+  /** The wave's automatic device configuration (`--via configuration`), instead of a job. */
+  configurationId?: string | null;
   startedAt: string | null;
   endedAt: string | null;
   endReason: string | null;
@@ -125,6 +127,7 @@ export function recordFromTags(tags: Record<string, unknown>): RolloutRecord | n
       devices: w.devices,
       stage: w.stage,
       jobId: w.jobId ?? null,
+      configurationId: w.configurationId ?? null,
       startedAt: w.startedAt ?? null,
       endedAt: w.endedAt ?? null,
       endReason: w.endReason ?? null,

@@ -160,3 +160,69 @@ describe('the rollout controller (fake hub port)', () => {
     expect(s.waves.map((w) => w.devices)).toEqual([3, 12, 15]);
   });
 });
+
+describe('the rollout controller --via configuration (fake hub port)', () => {
+  const viaConfiguration = (name: string, waves: string, halt?: RolloutDefinition['halt']) => ({ ...definition(name, waves, halt), via: 'configuration' as const });
+
+  it('gives each wave one configuration over its tagged devices, no job; completes with every device done and the metrics counting them', async () => {
+    const hub = fleet(40);
+    await createRollout(hub, new RecordStore(hub), viaConfiguration('c1', '10%,all'), new Date());
+    const end = await driveRollout(controller(hub, 'c1'));
+    expect(end.record.state).toBe('completed');
+    expect(hub.jobs.size).toBe(0);
+    expect(end.record.waves.map((w) => [w.wave, w.devices, w.configurationId, w.jobId])).toEqual([[1, 4, 'piota-c1-w1', null], [2, 36, 'piota-c1-w2', null]]);
+    const w2 = hub.configurations.get('piota-c1-w2')!.spec;
+    expect(w2.targetCondition).toBe("tags.piota.rollout.name = 'c1' AND tags.piota.rollout.wave = 2");
+    expect(w2.desiredPatch).toEqual({ piota: { firmware: { id: 'piota-rollout:c1', fwPackageUri: 'https://fw.example/fw-2.piota', version: '2.0.0', applyWindow: 'now' } } });
+    expect(await hub.getConfiguration('piota-c1-w2')).toMatchObject({ metrics: { applyComplete: 36, applyFailed: 0 }, systemMetrics: { targetedCount: 36, appliedCount: 36 } });
+    expect((await statusOf(hub, 'c1')).totals).toMatchObject({ devices: 40, succeeded: 40, failed: 0, offline: 0 });
+    // Completed: the configurations stay, for devices that come later to the same wave's tag.
+    expect(hub.removedConfigurations).toEqual([]);
+    expect(hub.devices.get('other-1')!.twin.desired).toEqual({});
+  });
+
+  it('halts on failures and deletes the wave configurations, removing the release from devices that did not act on it', async () => {
+    const hub = fleet(40, (i) => (i % 5 === 0 ? 'failTrial' : i === 1 ? 'offline' : 'ok'));
+    await createRollout(hub, new RecordStore(hub), viaConfiguration('c2', '25%,50%,all'), new Date());
+    const end = await driveRollout(controller(hub, 'c2'));
+    expect(end.record.state).toBe('halted');
+    const created = end.record.waves.filter((w) => w.configurationId).map((w) => w.configurationId);
+    expect(created.length).toBeGreaterThan(0);
+    expect(end.record.waves.some((w) => w.stage === 'pending')).toBe(true);
+    expect(hub.removedConfigurations.sort()).toEqual([...created].sort());
+    expect(hub.configurations.size).toBe(0);
+    // The offline device (tagged in wave 1 by the stable order, or not at all) has no release waiting.
+    for (const d of hub.devices.values()) {
+      const acted = (d.twin.reported.piota as Record<string, unknown> | undefined) !== undefined;
+      if (!acted) expect(d.twin.desired).not.toHaveProperty('piota.firmware');
+    }
+    expect(end.record.decisions.find((d) => d.what === 'clean-up after halted')!.why).toMatch(new RegExp(`${created.length} configuration\\(s\\) deleted`));
+  });
+
+  it('counts a disconnected device offline (never failed) until it connects and acts on the desired release', async () => {
+    const hub = fleet(20, (i) => (i % 4 === 0 ? 'offline' : 'ok'));
+    await createRollout(hub, new RecordStore(hub), viaConfiguration('c3', '50%,all', { failureRate: 0.05, minFailed: 1 }), new Date());
+    const end = await driveRollout(controller(hub, 'c3'));
+    expect(end.record.state).toBe('completed');
+    let status = await statusOf(hub, 'c3');
+    expect(status.totals).toMatchObject({ succeeded: 15, failed: 0, offline: 5 });
+    // The hub wrote the release on the offline device too: nothing more for the controller to do.
+    expect(hub.devices.get('pi-4')!.twin.desired).toMatchObject({ piota: { firmware: { id: 'piota-rollout:c3' } } });
+    hub.reconnect('pi-4');
+    for (let i = 0; i < 4; i++) status = await statusOf(hub, 'c3');
+    expect(status.totals).toMatchObject({ succeeded: 16, offline: 4 });
+    expect(status.waves.reduce((n, w) => n + w.offline, 0)).toBe(4);
+  });
+
+  it('counts a connected device that never acts offline once the wave timeout passes, and the wave ends', async () => {
+    const hub = fleet(4);
+    // pi-2 stays connected but silent: the configuration reaches its twin, the device never answers.
+    const silent = hub.devices.get('pi-2')!;
+    silent.behaviour = 'offline';
+    await createRollout(hub, new RecordStore(hub), viaConfiguration('c4', 'all'), new Date());
+    const end = await driveRollout(controller(hub, 'c4'));
+    expect(end.record.state).toBe('completed');
+    expect(end.record.waves[0].endReason).toMatch(/every device settled: 3 succeeded, 0 failed, 1 offline/);
+    expect(Date.parse(end.record.waves[0].endedAt!) - Date.parse(end.record.waves[0].startedAt!)).toBeGreaterThanOrEqual(600_000);
+  });
+});

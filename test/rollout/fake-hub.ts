@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { HubCallError, type ConfigurationSpec, type DeviceTwin, type JobDeviceResult, type JobInfo, type MethodCall, type RolloutHub, type TwinPatch } from '../../src/rollout/hub-port.js';
+import { HubCallError, type ConfigurationInfo, type ConfigurationSpec, type DeviceTwin, type JobDeviceResult, type JobInfo, type MethodCall, type RolloutHub, type TwinPatch } from '../../src/rollout/hub-port.js';
 
 /** How a fake device behaves when the firmwareUpdate method reaches it. */
 export type Behaviour = 'ok' | 'failTrial' | 'offline' | 'busy';
@@ -50,13 +50,16 @@ export class FakeHub implements RolloutHub {
   readonly jobs = new Map<string, { info: JobInfo; results: JobDeviceResult[] }>();
   readonly calls: Record<string, number> = {};
   readonly cancelsSent: string[] = [];
+  readonly configurations = new Map<string, { spec: ConfigurationSpec; applied: Set<string> }>();
+  readonly removedConfigurations: string[] = [];
   throttleEvery = 0;
   /** Connection resets at random (seeded), on this share of calls. */
   resets: { rate: number; random: () => number } | null = null;
   private count = 0;
 
   addDevice(deviceId: string, tags: Record<string, unknown>, behaviour: Behaviour = 'ok'): void {
-    this.devices.set(deviceId, { twin: { deviceId, etag: randomUUID(), tags, desired: {}, reported: {} }, version: 1, behaviour, update: null });
+    const connectionState = behaviour === 'offline' ? 'Disconnected' : 'Connected';
+    this.devices.set(deviceId, { twin: { deviceId, etag: randomUUID(), tags, desired: {}, reported: {}, connectionState }, version: 1, behaviour, update: null });
   }
 
   private call(name: string): void {
@@ -90,8 +93,14 @@ export class FakeHub implements RolloutHub {
   reconnect(deviceId: string): void {
     const d = this.devices.get(deviceId)!;
     d.behaviour = 'ok';
+    d.twin.connectionState = 'Connected';
+    this.actOnDesired(d);
+  }
+
+  private actOnDesired(d: FakeDevice): void {
     const fw = (d.twin.desired.piota as Record<string, unknown> | undefined)?.firmware as Record<string, unknown> | undefined;
-    if (fw && typeof fw.id === 'string') {
+    const acted = ((d.twin.reported.piota as Record<string, unknown> | undefined)?.firmware as Record<string, unknown> | undefined)?.desiredId;
+    if (fw && typeof fw.id === 'string' && acted !== fw.id) {
       const updateId = this.startUpdate(d);
       d.twin.reported = merge(d.twin.reported, { piota: { firmware: { desiredId: fw.id, updateId, decision: 'accepted', message: null } } });
     }
@@ -100,6 +109,7 @@ export class FakeHub implements RolloutHub {
   async queryTwins(condition: string | null): Promise<DeviceTwin[]> {
     this.call('query');
     this.advance();
+    this.applyConfigurations();
     return [...this.devices.values()].filter((d) => matches(d.twin, condition)).map((d) => structuredClone(d.twin));
   }
   async getTwin(deviceId: string): Promise<DeviceTwin> {
@@ -161,10 +171,39 @@ export class FakeHub implements RolloutHub {
     }
     return { status: 200, payload: { message: 'cancelled' } };
   }
-  async addConfiguration(_spec: ConfigurationSpec): Promise<void> {
+  /**
+   * Configurations are applied when created and on every twin query (the hub's own sweep): each
+   * matching device gets the desired patch once; a deleted one leaves what it wrote, as in IoT Hub.
+   */
+  async addConfiguration(spec: ConfigurationSpec): Promise<void> {
     this.call('configuration');
+    if (this.configurations.has(spec.id)) throw new HubCallError('exists', `configuration ${spec.id} exists`, 409, 'ConfigurationAlreadyExists');
+    this.configurations.set(spec.id, { spec, applied: new Set() });
+    this.applyConfigurations();
   }
-  async removeConfiguration(_id: string): Promise<void> {
+  async getConfiguration(id: string): Promise<ConfigurationInfo | null> {
     this.call('configuration');
+    const c = this.configurations.get(id);
+    if (!c) return null;
+    const count = (q: string) => [...this.devices.values()].filter((d) => matches(d.twin, /WHERE (.*)$/.exec(q)![1])).length;
+    return { id, targetCondition: c.spec.targetCondition, metrics: Object.fromEntries(Object.entries(c.spec.metrics).map(([k, q]) => [k, count(q)])), systemMetrics: { targetedCount: count(`WHERE ${c.spec.targetCondition}`), appliedCount: c.applied.size } };
+  }
+  async removeConfiguration(id: string): Promise<void> {
+    this.call('configuration');
+    if (!this.configurations.delete(id)) throw new HubCallError('notFound', `no configuration ${id}`, 404, 'ConfigurationNotFound');
+    this.removedConfigurations.push(id);
+  }
+
+  private applyConfigurations(): void {
+    for (const { spec, applied } of this.configurations.values()) {
+      for (const d of this.devices.values()) {
+        if (applied.has(d.twin.deviceId) || !matches(d.twin, spec.targetCondition)) continue;
+        applied.add(d.twin.deviceId);
+        d.twin.desired = merge(d.twin.desired, spec.desiredPatch);
+        d.twin.etag = randomUUID();
+        // A connected device acts on the desired release at once, as the agent does.
+        if (d.behaviour !== 'offline') this.actOnDesired(d);
+      }
+    }
   }
 }
