@@ -19,7 +19,7 @@ export async function createRollout(hub: RolloutHub, store: RecordStore, definit
     targetedDevices: matching.length,
     state: 'running',
     reason: null,
-    waves: sizes.map((cumulativeSize, i) => ({ wave: i + 1, cumulativeSize, devices: 0, stage: 'pending', jobId: null, startedAt: null, endedAt: null, endReason: null })),
+    waves: sizes.map((cumulativeSize, i) => ({ wave: i + 1, cumulativeSize, devices: 0, stage: 'pending', jobId: null, configurationId: null, startedAt: null, endedAt: null, endReason: null })),
     decisions: [{ at: now.toISOString(), what: 'created', why: `${matching.length} device(s) match ${definition.target}; waves reach ${sizes.join(', ')} of them` }],
     controller: null,
     cleanedUp: false,

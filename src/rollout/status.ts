@@ -11,6 +11,8 @@ export interface WaveStatus extends OutcomeCounts {
   cumulativeSize: number;
   byStage: Record<DeviceStage, number>;
   jobId: string | null;
+  /** The wave's automatic device configuration (`via: configuration`), else null. */
+  configurationId: string | null;
   startedAt: string | null;
   endedAt: string | null;
   endReason: string | null;
@@ -55,7 +57,7 @@ export function rolloutStatus(record: RolloutRecord, outcomes: readonly DeviceOu
     const mine = outcomes.filter((o) => o.wave === w.wave);
     const byStage = emptyStages();
     for (const o of mine) byStage[o.stage]++;
-    return { wave: w.wave, stage: w.stage, devices: Math.max(w.devices, mine.length), cumulativeSize: w.cumulativeSize, ...countOutcomes(mine), byStage, jobId: w.jobId, startedAt: w.startedAt, endedAt: w.endedAt, endReason: w.endReason };
+    return { wave: w.wave, stage: w.stage, devices: Math.max(w.devices, mine.length), cumulativeSize: w.cumulativeSize, ...countOutcomes(mine), byStage, jobId: w.jobId, configurationId: w.configurationId ?? null, startedAt: w.startedAt, endedAt: w.endedAt, endReason: w.endReason };
   });
   const verdict = haltVerdict(totals, d.halt);
   return {

@@ -63,3 +63,15 @@ describe('rollout definition parsing', () => {
     refused(() => checkTarget('  '), /query condition/);
   });
 });
+
+describe('piota rollout start --via', () => {
+  it('takes job (default) or configuration, and refuses anything else naming both', async () => {
+    const { definitionOf, rolloutStartCommand } = await import('../../src/cli/rollout-start.js');
+    const { UsageError } = await import('../../src/cli/command.js');
+    const base = { uri: 'https://fw.example/a.piota', version: '2', target: "tags.a = 'b'", waves: 'all', 'halt-failure-rate': '5%', 'wave-timeout': '10m' };
+    expect(definitionOf(rolloutStartCommand, 'r', base).via).toBe('job');
+    expect(definitionOf(rolloutStartCommand, 'r', { ...base, via: 'configuration' }).via).toBe('configuration');
+    expect(() => definitionOf(rolloutStartCommand, 'r', { ...base, via: 'twin' })).toThrow(UsageError);
+    expect(() => definitionOf(rolloutStartCommand, 'r', { ...base, via: 'twin' })).toThrow(/--via 'twin' must be job .* or configuration/);
+  });
+});

@@ -13,7 +13,7 @@ const record = (state: RolloutRecord['state']): RolloutRecord => ({
   targetedDevices: 10,
   state,
   reason: null,
-  waves: [{ wave: 1, cumulativeSize: 1, devices: 0, stage: 'pending', jobId: null, startedAt: null, endedAt: null, endReason: null }],
+  waves: [{ wave: 1, cumulativeSize: 1, devices: 0, stage: 'pending', jobId: null, configurationId: null, startedAt: null, endedAt: null, endReason: null }],
   decisions: [],
   controller: null,
   cleanedUp: false,
