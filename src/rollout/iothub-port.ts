@@ -1,10 +1,7 @@
-import iothub from 'azure-iothub';
 import type { Registry as ServiceRegistry } from 'azure-iothub';
-import { serviceClient, serviceRegistry, type HubTarget } from '../service/hub-connection.js';
+import { serviceClient, serviceJobClient, serviceRegistry, type HubTarget } from '../service/hub-connection.js';
 import { HubCallError, type DeviceTwin, type JobDeviceResult, type JobInfo, type JobStatus, type RolloutHub } from './hub-port.js';
 import type { Pacer } from './pacer.js';
-
-const { JobClient } = iothub;
 
 interface SdkError extends Error {
   response?: { statusCode?: number };
@@ -74,13 +71,12 @@ async function allPages(registry: ServiceRegistry, pacer: Pacer, sql: string, wh
 
 /**
  * The rollout's hub port over azure-iothub's Registry, JobClient and Client, each call paced by
- * `pacer`. One RestApiClient (the Registry's, pointed at the hub's port and CA by
- * service/hub-connection.ts) serves the JobClient too, so the jobs reach the same hub.
+ * `pacer`, each client pointed at the hub's port and CA by service/hub-connection.ts.
  */
 export function iothubRolloutHub(target: HubTarget, pacer: Pacer): RolloutHub {
   const registry = serviceRegistry(target);
   const client = serviceClient(target);
-  const jobs = jobClientOn(registry);
+  const jobs = serviceJobClient(target);
   const call = async <T>(op: Parameters<Pacer['run']>[0], what: string, fn: () => Promise<T>): Promise<T> =>
     pacer.run(op, async () => {
       try {
@@ -159,22 +155,6 @@ export function iothubRolloutHub(target: HubTarget, pacer: Pacer): RolloutHub {
       await call('configuration', `delete configuration '${id}'`, () => registry.removeConfiguration(id));
     },
   };
-}
-
-/**
- * A JobClient on the Registry's RestApiClient. Its constructor replaces the client's https agent
- * with a plain one (port 443, system CAs), which would undo hub-connection.ts's pointing at the
- * hub: setOptions is shadowed while it runs.
- */
-function jobClientOn(registry: ServiceRegistry): InstanceType<typeof JobClient> {
-  const rac = (registry as unknown as { _restApiClient: ConstructorParameters<typeof JobClient>[0] })._restApiClient;
-  const own = rac as unknown as { setOptions?: unknown };
-  own.setOptions = undefined;
-  try {
-    return new JobClient(rac);
-  } finally {
-    delete own.setOptions;
-  }
 }
 
 /** One row of `devices.jobs`, as IoT Hub documents it (outcome.deviceMethodResponse, error). */

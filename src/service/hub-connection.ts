@@ -3,9 +3,9 @@ import { Agent } from 'node:https';
 import iothub from 'azure-iothub';
 // azure-iothub carries its own copy of the RestApiClient; Registry and Client type-check against that one.
 import { RestApiClient } from 'azure-iothub/dist/common-http/rest_api_client.js';
-import type { Client as ServiceClient, Registry as ServiceRegistry } from 'azure-iothub';
+import type { Client as ServiceClient, JobClient as ServiceJobClient, Registry as ServiceRegistry } from 'azure-iothub';
 
-const { Registry, Client, Amqp, ConnectionString, SharedAccessSignature } = iothub;
+const { Registry, Client, JobClient, Amqp, ConnectionString, SharedAccessSignature } = iothub;
 
 /** A hub to reach: the emulator's hub.json, or a connection string (a real hub, port 443). */
 export type HubTarget =
@@ -75,4 +75,18 @@ export function serviceClient(target: HubTarget): ServiceClient {
   const client = new Client(new Amqp(config), rac);
   pointAt(rac, resolved);
   return client;
+}
+
+/**
+ * An azure-iothub JobClient (scheduleDeviceMethod, getJob, cancelJob) that reaches the emulator's
+ * port and trusts its CA. Its constructor resets the RestApiClient's agent to a plain one (port
+ * 443, system CAs), so the hub is pointed at after it.
+ */
+export function serviceJobClient(target: HubTarget): ServiceJobClient {
+  const resolved = resolveTarget(target);
+  const config = restConfig(resolved.connectionString);
+  const rac = new RestApiClient(config, 'piota-service');
+  const jobs = new JobClient(rac as unknown as ConstructorParameters<typeof JobClient>[0]);
+  pointAt(rac, resolved);
+  return jobs;
 }
