@@ -13,8 +13,9 @@ export const rolloutStartCommand: Command = {
          [--via job|configuration] [--hub-dir DIR | --connection-string CS] [--tier S1|S2|S3]
 
 Creates a rollout of a release to the devices matching CONDITION, in cumulative waves, each wave
-one IoT Hub job invoking firmwareUpdate, and drives it until it completes, halts or is paused. It
-halts by itself (no further wave, waiting devices cancelled) as soon as the failure rate over the
+one IoT Hub job invoking firmwareUpdate (or, with --via configuration, one automatic device
+configuration writing the release into the wave's desired properties), and drives it until it
+completes, halts or is paused. It halts by itself (no further wave, waiting devices cancelled) as soon as the failure rate over the
 waves started so far reaches --halt-failure-rate with at least --halt-min-failed failures. The
 rollout lives in the hub: any workstation can follow it (status), pause, continue, abort or drive
 it (run). See docs/rollouts.md.
