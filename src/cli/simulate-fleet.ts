@@ -1,5 +1,5 @@
-import { readFile } from 'node:fs/promises';
 import { CommandError, UsageError, integerOption, parseCommandArgs, required, type Command } from './command.js';
+import { readDaemonConfigOverrides } from './daemon-config-overrides.js';
 import { existingFile } from '../simulator/daemon-config.js';
 import { parseSize } from '../simulator/size.js';
 import { startFleet } from '../simulator/fleet/fleet.js';
@@ -60,17 +60,6 @@ function parseRatio(name: string, raw: string | undefined): number {
   return value;
 }
 
-async function readOverrides(path: string): Promise<Record<string, unknown>> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(await readFile(path, 'utf8'));
-  } catch (err) {
-    throw new CommandError(`--daemon-config ${path}: ${(err as Error).message}`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new CommandError(`--daemon-config ${path}: expected a JSON object`);
-  return parsed as Record<string, unknown>;
-}
-
 export const simulateFleetCommand: Command = {
   path: ['simulate'],
   help,
@@ -116,7 +105,7 @@ export const simulateFleetCommand: Command = {
     const fleet = await (async () => {
       const pubkey = await existingFile(pubkeyArg, '--pubkey');
       const downloadCa = values['download-ca'] ? await existingFile(values['download-ca'], '--download-ca') : undefined;
-      const daemonConfig = values['daemon-config'] ? await readOverrides(values['daemon-config']) : undefined;
+      const daemonConfig = values['daemon-config'] ? await readDaemonConfigOverrides(values['daemon-config']) : undefined;
       return startFleet({
         dir: values.dir ?? `fleet-${prefix}`,
         hubDir,

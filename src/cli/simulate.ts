@@ -1,5 +1,6 @@
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { CommandError, UsageError, parseCommandArgs, required, type Command } from './command.js';
+import { readDaemonConfigOverrides } from './daemon-config-overrides.js';
 import { simLayout, createLayout } from '../simulator/layout.js';
 import { parseSize } from '../simulator/size.js';
 import { startSimulator } from '../simulator/simulator.js';
@@ -56,17 +57,6 @@ Options:
   --dir DIR     the simulated Pi's directory
   --tryboot     boot autoboot.txt's [tryboot] partition once (as 'systemctl reboot --reboot-argument="0 tryboot"')`;
 
-async function readOverrides(path: string): Promise<Record<string, unknown>> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(await readFile(path, 'utf8'));
-  } catch (err) {
-    throw new CommandError(`--daemon-config ${path}: ${(err as Error).message}`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new CommandError(`--daemon-config ${path}: expected a JSON object`);
-  return parsed as Record<string, unknown>;
-}
-
 export const simulateCommand: Command = {
   path: ['simulate'],
   help,
@@ -110,7 +100,7 @@ export const simulateCommand: Command = {
     const sim = await (async () => {
       const pubkey = await existingFile(pubkeyArg, '--pubkey');
       const downloadCa = values['download-ca'] ? await existingFile(values['download-ca'], '--download-ca') : undefined;
-      const overrides = values['daemon-config'] ? await readOverrides(values['daemon-config']) : undefined;
+      const overrides = values['daemon-config'] ? await readDaemonConfigOverrides(values['daemon-config']) : undefined;
       const config = await simulatedDaemonConfig({ layout, hubDir, deviceId, pubkey, downloadCa, version, model, overrides });
       const firmware = firmwareConfigOf(config, values['daemon-config'] ?? layout.configFile);
       await mkdir(layout.dir, { recursive: true });
