@@ -1,5 +1,3 @@
-import { readHubInfo } from '../hub-emulator/index.js';
-import type { HubTarget } from '../service/hub-connection.js';
 import { RolloutError } from '../rollout/errors.js';
 import { HubCallError, type RolloutHub } from '../rollout/hub-port.js';
 import { iothubRolloutHub } from '../rollout/iothub-port.js';
@@ -8,6 +6,7 @@ import { RecordStore } from '../rollout/record-store.js';
 import type { RolloutState } from '../rollout/record.js';
 import { parseTier, type Tier } from '../rollout/tier-limits.js';
 import { CommandError, UsageError } from './command.js';
+import { hubTarget } from './hub-target.js';
 
 /** Exit codes of every `piota rollout` command (docs/rollouts.md, "Exit codes"). */
 export const ROLLOUT_EXIT = { completed: 0, halted: 1, usage: 2, aborted: 3, paused: 4, notFound: 5, badState: 6 } as const;
@@ -53,20 +52,6 @@ export async function openRolloutHub(command: string, values: { 'hub-dir'?: stri
     throw new CommandError(`${command}: ${(err as Error).message}`, ROLLOUT_EXIT.usage);
   }
   return { hub, store: new RecordStore(hub), pacer, tier };
-}
-
-async function hubTarget(command: string, hubDir: string | undefined, connectionString: string | undefined, ca: string | undefined): Promise<HubTarget> {
-  if (hubDir && connectionString) throw new UsageError(`${command}: give --hub-dir or --connection-string, not both`);
-  if (hubDir) {
-    const info = await readHubInfo(hubDir).catch((err: Error) => {
-      throw new CommandError(err.message, ROLLOUT_EXIT.usage);
-    });
-    if (!info) throw new CommandError(`no hub.json in ${hubDir}: start the emulator with piota hub start --dir ${hubDir}`, ROLLOUT_EXIT.usage);
-    return info;
-  }
-  const cs = connectionString ?? process.env.IOTHUB_CONNECTION_STRING;
-  if (!cs) throw new UsageError(`${command}: give --hub-dir DIR, --connection-string CS or set IOTHUB_CONNECTION_STRING`);
-  return { connectionString: cs, caFile: ca };
 }
 
 /** Runs a rollout command body, turning the rollout's and the hub's errors into exit codes. */

@@ -1,9 +1,8 @@
-import { readHubInfo } from '../hub-emulator/index.js';
-import type { HubTarget } from '../service/hub-connection.js';
 import { EXIT, triggerAndFollow } from '../service/follow-update.js';
 import { followPrinter } from '../service/follow-printer.js';
 import { HubConnectionError, iothubService } from '../service/iothub-service.js';
-import { CommandError, integerOption, parseCommandArgs, required, UsageError, type Command } from './command.js';
+import { CommandError, integerOption, parseCommandArgs, required, type Command } from './command.js';
+import { hubTarget } from './hub-target.js';
 
 export const triggerCommand: Command = {
   path: ['trigger'],
@@ -44,7 +43,7 @@ Exit codes: 0 applyComplete; 1 downloadFailed or applyFailed; 2 usage or connect
     const deviceId = required(this, values, 'device');
     const uri = required(this, values, 'uri');
     const timeoutS = integerOption(this, 'timeout', values.timeout, 1800, 1, 7 * 24 * 3600);
-    const target = await hubTarget(values['hub-dir'], values['connection-string'], values.ca);
+    const target = await hubTarget('piota trigger', values['hub-dir'], values['connection-string'], values.ca);
     const payload: Record<string, unknown> = { fwPackageUri: uri };
     if (values.sha256) payload.sha256 = values.sha256;
     if (values.version) payload.version = values.version;
@@ -67,16 +66,3 @@ Exit codes: 0 applyComplete; 1 downloadFailed or applyFailed; 2 usage or connect
   },
 };
 
-async function hubTarget(hubDir: string | undefined, connectionString: string | undefined, ca: string | undefined): Promise<HubTarget> {
-  if (hubDir && connectionString) throw new UsageError('piota trigger: give --hub-dir or --connection-string, not both');
-  if (hubDir) {
-    const info = await readHubInfo(hubDir).catch((err: Error) => {
-      throw new CommandError(err.message, EXIT.usage);
-    });
-    if (!info) throw new CommandError(`no hub.json in ${hubDir}: start the emulator with piota hub start --dir ${hubDir}`, EXIT.usage);
-    return info;
-  }
-  const cs = connectionString ?? process.env.IOTHUB_CONNECTION_STRING;
-  if (!cs) throw new UsageError('piota trigger: give --hub-dir DIR, --connection-string CS or set IOTHUB_CONNECTION_STRING');
-  return { connectionString: cs, caFile: ca };
-}
