@@ -1,11 +1,12 @@
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { VerifiedHeader } from '../bundle/verifier.js';
+import type { ProxySetting } from '../download/proxy.js';
 import { BlockLookup } from './block-lookup.js';
 import { IndexUntrusted, fetchBlockIndex, installAdaptive, type AdaptiveStats, type PayloadTarget } from './install.js';
 import { predict } from './plan.js';
 import { RangeRefused, rangeClient, type RangeFetcher } from './range-client.js';
-import { KEY_BYTES, buildSlotIndex, loadSlotIndex, saveSlotIndex, type SlotIndex } from './slot-index.js';
+import { KEY_BYTES, loadSlotIndex, type SlotIndex } from './slot-index.js';
+import { buildSlotIndexInBackground, dropSlotIndexes, slotIndexPath } from './slot-index-builds.js';
 import { openSlotReader } from './slot-reader.js';
 
 /**
@@ -37,66 +38,43 @@ export interface AdaptiveContext {
   maxShare?: number;
   /** Pace of a slot index built because none was there (bytes/s; default 64 MiB/s). */
   indexBytesPerSecond?: number;
-  /** Downloads go through a proxy: the Range client does not, so the full download runs. */
-  proxy?: boolean;
+  /** The download's proxy setting (a URL, null for none, undefined for the environment's): the ranges go the same way. */
+  proxy?: ProxySetting;
   /** Called once the adaptive install is decided, before its first write: the caller closes its full download stream. */
   onCommit?: () => void;
 }
 
-export function slotIndexPath(stateDir: string, slot: string, payload: string): string {
-  return join(stateDir, 'slot-index', `${slot}-${payload}.bin`);
-}
+export { buildSlotIndexInBackground, slotIndexPath } from './slot-index-builds.js';
 
-const building = new Map<string, Promise<void>>();
-
-/**
- * Builds and saves the index of a slot's partition unless one is being built; paced so the device
- * stays responsive. The daemon calls it after a commit (idle time) for the committed slot; the
- * download calls it when the running slot has none, so it is built during that full download.
- */
-export function buildSlotIndexInBackground(stateDir: string, slot: string, payload: string, device: string, size: number, bytesPerSecond: number, logger: Pick<Logger, 'info' | 'warn'>): Promise<void> {
-  const path = slotIndexPath(stateDir, slot, payload);
-  const running = building.get(path);
-  if (running) return running;
-  const job = (async () => {
-    const started = Date.now();
-    const index = await buildSlotIndex(device, size, { bytesPerSecond });
-    await saveSlotIndex(path, index);
-    logger.info({ slot, payload, ms: Date.now() - started }, 'slot index built');
-  })()
-    .catch((err: unknown) => logger.warn({ err, slot, payload }, 'slot index build failed; adaptive updates wait for the next one'))
-    .finally(() => building.delete(path));
-  building.set(path, job);
-  return job;
-}
+/** Pace of an index of the running slot built during a full download because none was there. */
+const DOWNLOAD_INDEX_PACE = 64 * 1024 * 1024;
 
 export async function tryAdaptiveDownload(ctx: AdaptiveContext): Promise<AdaptiveStats | null> {
   const { manifest } = ctx.header;
-  if (manifest.payloads.some((p) => !p.blocks)) return null;
-  if (ctx.proxy) {
-    ctx.logger.info({}, 'downloads go through a proxy, which adaptive downloads do not use yet: full download');
-    return null;
-  }
+  // The slot being written: its index, if any, is read now (its blocks may be reused below, each
+  // hashed again as it is read) and its file dropped, so that after this update no index describes
+  // the release it held before. A fresh one is built once the new release is committed.
+  const format2 = manifest.payloads.every((p) => p.blocks);
+  const targetIndexes = new Map<string, SlotIndex | null>();
+  if (format2) for (const p of manifest.payloads) targetIndexes.set(p.name, await loadSlotIndex(slotIndexPath(ctx.stateDir, ctx.targetSlot, p.name)));
+  await dropSlotIndexes(ctx.stateDir, ctx.targetSlot);
+  if (!format2) return null;
   const runningIndexes = new Map<string, SlotIndex>();
   for (const p of manifest.payloads) {
     const index = await loadSlotIndex(slotIndexPath(ctx.stateDir, ctx.runningSlot, p.name));
     const device = ctx.runningPartitions[p.name];
     if (!index || index.blockSize !== p.blocks!.blockSize) {
-      if (device) void buildSlotIndexInBackground(ctx.stateDir, ctx.runningSlot, p.name, device, p.imageSize, ctx.indexBytesPerSecond ?? 64 * 1024 * 1024, ctx.logger);
+      if (device) void buildSlotIndexInBackground(ctx.stateDir, ctx.runningSlot, p.name, device, p.imageSize, ctx.indexBytesPerSecond ?? DOWNLOAD_INDEX_PACE, ctx.logger, { blockSize: p.blocks!.blockSize });
       ctx.logger.info({ payload: p.name }, 'no index of the running slot yet: full download (the index is built meanwhile)');
       return null;
     }
     runningIndexes.set(p.name, index);
   }
-  // The index of the slot being written (built when it last ran) may be stale in places: reused
-  // blocks are hashed again as they are read, so staleness costs fetches, never a wrong byte.
-  const targetIndexes = new Map<string, SlotIndex | null>();
-  for (const p of manifest.payloads) targetIndexes.set(p.name, await loadSlotIndex(slotIndexPath(ctx.stateDir, ctx.targetSlot, p.name)));
 
   let fetcher: RangeFetcher | undefined;
   const closers: (() => Promise<void>)[] = [];
   try {
-    fetcher = rangeClient({ url: ctx.url, ca: ctx.ca, validator: ctx.validator });
+    fetcher = rangeClient({ url: ctx.url, ca: ctx.ca, proxy: ctx.proxy, validator: ctx.validator });
     const targets = new Map<string, PayloadTarget>();
     let fetchBytes = 0;
     let fullBytes = 0;

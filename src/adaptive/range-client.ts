@@ -1,4 +1,9 @@
+import type { ClientRequestArgs } from 'node:http';
 import { Agent, request } from 'node:https';
+import type { Duplex } from 'node:stream';
+import { DownloadAgent } from '../download/download-agent.js';
+import type { ProxySetting } from '../download/proxy.js';
+import { trustContext, trustedCas } from '../download/trust.js';
 
 /**
  * Fetches byte ranges of one bundle over HTTPS on a few kept-alive connections. A server that
@@ -22,8 +27,12 @@ export interface RangeFetcher {
 
 export interface RangeClientOptions {
   url: string;
-  /** An extra CA to trust (the device's downloadCaFile). */
+  /** An extra CA to trust besides the system's roots (the device's downloadCaFile), as for the full download. */
   ca?: string;
+  /** The download's proxy (`download.proxy`): a URL, null for none, undefined for HTTPS_PROXY / NO_PROXY. */
+  proxy?: ProxySetting;
+  /** The environment the proxy is read from when `proxy` is undefined (tests pass their own). */
+  env?: NodeJS.ProcessEnv;
   /** The validator of the bundle as first fetched (ETag or Last-Modified): sent as If-Range. */
   validator?: string | null;
   /** Connections used at once (default 4). */
@@ -34,13 +43,19 @@ export interface RangeClientOptions {
 export function rangeClient(options: RangeClientOptions): RangeFetcher {
   const url = new URL(options.url);
   if (url.protocol !== 'https:') throw new RangeRefused(`adaptive downloads use https only, not ${url.protocol}`);
-  const agent = new Agent({ keepAlive: true, maxSockets: options.connections ?? 4, ca: options.ca });
+  const idleTimeoutMs = options.idleTimeoutMs ?? 30_000;
+  const connections = options.connections ?? 4;
+  const agent = new RangeAgent(connections, new DownloadAgent({ extraCa: options.ca, proxy: options.proxy, connectTimeoutMs: idleTimeoutMs, env: options.env }), options.ca);
+  // Node's agent counts a connection only once it is open, so while tunnels are being opened every
+  // request would open one more: the client itself keeps at most `connections` requests in flight.
+  const slots = new Slots(connections);
   let bytesFetched = 0;
-  const fetch = (start: number, end: number, signal?: AbortSignal): Promise<Buffer> =>
+  const fetch = (start: number, end: number, signal?: AbortSignal): Promise<Buffer> => slots.run(() => fetchOne(start, end, signal));
+  const fetchOne = (start: number, end: number, signal?: AbortSignal): Promise<Buffer> =>
     new Promise<Buffer>((resolve, reject) => {
       const headers: Record<string, string> = { Range: `bytes=${start}-${end - 1}`, 'Accept-Encoding': 'identity' };
       if (options.validator) headers['If-Range'] = options.validator;
-      const req = request(url, { agent, headers, signal, timeout: options.idleTimeoutMs ?? 30_000 }, (res) => {
+      const req = request(url, { agent, headers, signal, timeout: idleTimeoutMs }, (res) => {
         const range = res.headers['content-range'] ?? '';
         const m = /^bytes (\d+)-(\d+)\//.exec(range);
         if (res.statusCode !== 206 || !m || Number(m[1]) !== start || Number(m[2]) !== end - 1) {
@@ -69,4 +84,52 @@ export function rangeClient(options: RangeClientOptions): RangeFetcher {
     },
     close: () => agent.destroy(),
   };
+}
+
+/**
+ * Kept-alive connections, at most `maxSockets` at once, each opened the way the full download opens
+ * its one: the same trust (system roots plus the extra CA) and, where the proxy setting applies, a
+ * CONNECT tunnel with TLS to the server end to end. DownloadAgent itself closes each connection after
+ * its request (one long GET needs no pool); hundreds of ranges do, so the pool is this agent's and
+ * only the opening of a connection is DownloadAgent's.
+ */
+class RangeAgent extends Agent {
+  constructor(
+    maxSockets: number,
+    private readonly opener: DownloadAgent,
+    extraCa: string | undefined,
+  ) {
+    super({ keepAlive: true, maxSockets, ca: trustedCas(extraCa), secureContext: trustContext(extraCa) });
+  }
+
+  override createConnection(options: ClientRequestArgs, callback?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
+    return this.opener.createConnection(options, callback);
+  }
+
+  override destroy(): void {
+    super.destroy();
+    this.opener.destroy();
+  }
+}
+
+/** At most `size` tasks at once; the others wait their turn in order. */
+class Slots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(size: number) {
+    this.free = size;
+  }
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await task();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    }
+  }
 }

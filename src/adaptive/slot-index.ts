@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile } from 'node:fs/promises';
+import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { writeFileDurably } from '../os/durable-file.js';
@@ -90,9 +90,30 @@ export async function loadSlotIndex(path: string): Promise<SlotIndex | null> {
   } catch {
     return null;
   }
+  const info = parseHead(b, b.length);
+  return info && { ...info, keys: new Uint8Array(b.buffer, b.byteOffset + FIXED, b.length - FIXED) };
+}
+
+/** What a saved index describes, from its header alone (the keys of a 4 GiB slot are 8 MiB), or null as for loadSlotIndex. */
+export async function slotIndexInfo(path: string): Promise<Omit<SlotIndex, 'keys'> | null> {
+  try {
+    const fh = await open(path, 'r');
+    try {
+      const head = Buffer.alloc(FIXED);
+      const { bytesRead } = await fh.read(head, 0, FIXED, 0);
+      return parseHead(head.subarray(0, bytesRead), (await stat(path)).size);
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return null;
+  }
+}
+
+function parseHead(b: Buffer, fileSize: number): Omit<SlotIndex, 'keys'> | null {
   if (b.length < FIXED || !b.subarray(0, 8).equals(MAGIC) || b.readUInt32BE(12) !== KEY_BYTES) return null;
   const blockSize = b.readUInt32BE(8);
   const size = b.readDoubleBE(16);
-  if (!(blockSize > 0) || !Number.isSafeInteger(size) || b.length !== FIXED + Math.ceil(size / blockSize) * KEY_BYTES) return null;
-  return { blockSize, size, keys: new Uint8Array(b.buffer, b.byteOffset + FIXED, b.length - FIXED), builtAt: b.readDoubleBE(24) };
+  if (!(blockSize > 0) || !Number.isSafeInteger(size) || fileSize !== FIXED + Math.ceil(size / blockSize) * KEY_BYTES) return null;
+  return { blockSize, size, builtAt: b.readDoubleBE(24) };
 }

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { tryAdaptiveDownload } from '../adaptive/adaptive-download.js';
 import type { VerifiedHeader } from '../bundle/verifier.js';
+import type { ProxySetting } from '../download/proxy.js';
 import type { SlotPartitions } from './config.js';
 import type { UpdateRecord } from './device-state.js';
 import type { SlotWriter } from './ports.js';
@@ -20,6 +21,8 @@ export interface AdaptiveStepDeps {
   targetPartitions: SlotPartitions;
   ca?: string;
   proxy: boolean;
+  /** The download's own request options (given by downloadToSlot): the ranges go through its proxy setting. Absent: `proxy` true follows HTTPS_PROXY, false is none. */
+  request?: { proxy?: ProxySetting };
   logger: Logger;
   checkpoint: (update: UpdateRecord) => Promise<void>;
   progress: (update: UpdateRecord) => void;
@@ -51,7 +54,7 @@ export async function downloadAdaptively(
   const stats = await tryAdaptiveDownload({
     url: update.fwPackageUri,
     ca: deps.ca,
-    proxy: deps.proxy,
+    proxy: deps.request ? deps.request.proxy : deps.proxy ? undefined : null,
     validator,
     header,
     runningPartitions: deps.adaptive.runningPartitions,

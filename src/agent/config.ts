@@ -39,6 +39,12 @@ export interface DownloadSettings {
   retry: { attempts: number; firstDelaySeconds: number; maxDelaySeconds: number };
 }
 
+/** The index of the running slot that adaptive downloads reuse blocks from (docs/adaptive-updates.md). */
+export interface SlotIndexSettings {
+  /** Pace of its build in idle time, bytes/s; 0: never built in idle time (only during a download that finds none). */
+  bytesPerSecond: number;
+}
+
 export interface ClockSettings {
   /** The longest the daemon waits for a plausible clock before it connects anyway. */
   maxWaitSeconds: number;
@@ -78,6 +84,7 @@ export interface DaemonConfig {
   hub: HubSettings;
   download: DownloadSettings;
   clock: ClockSettings;
+  slotIndex: SlotIndexSettings;
 }
 
 /** A config file that cannot be used: the message names the file and the field. */
@@ -103,6 +110,7 @@ const DEFAULTS = {
   hub: {},
   download: {},
   clock: {},
+  slotIndex: {},
 } as const;
 
 /** The tryboot reboot as systemd 253 and later take it (and systemd 252, Raspberry Pi OS bookworm's). */
@@ -112,6 +120,7 @@ const KNOWN_FIELDS = new Set([
   'model', 'stateDir', 'runtimeDir', 'initialVersion', 'versionFile', 'trustedKeys', 'allowPlainImages',
   'hubCaFile', 'downloadCaFile', 'slots', 'boot', 'trialTimeoutSeconds', 'rebootTimeoutSeconds', 'progressIntervalSeconds',
   'maintenanceWindow', 'logLevel', 'minSecurityVersion', 'maxChunkBytes', 'hub', 'download', 'clock',
+  'slotIndex',
 ]);
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
 
@@ -166,6 +175,7 @@ export function validateConfig(raw: unknown): DaemonConfig {
     hub: hub(c.hub),
     download: download(c.download),
     clock: clock(c.clock),
+    slotIndex: slotIndex(c.slotIndex),
   };
   checkStateDirOutsideSlots(config);
   return config;
@@ -255,6 +265,14 @@ function clock(v: unknown): ClockSettings {
     maxWaitSeconds: seconds(o.maxWaitSeconds ?? 300, 'clock.maxWaitSeconds', 0, 86_400),
     syncFlagFile: absolutePath(o.syncFlagFile ?? TIMESYNC_FLAG, 'clock.syncFlagFile'),
   };
+}
+
+function slotIndex(v: unknown): SlotIndexSettings {
+  const o = section(v, 'slotIndex', ['bytesPerSecond']);
+  const pace = o.bytesPerSecond ?? 16 * 1024 * 1024;
+  // Below 64 KiB/s a 4 GiB slot would take most of a day; 0 turns the idle build off instead.
+  if (pace !== 0) integer(pace, 'slotIndex.bytesPerSecond (0, or bytes per second)', 65_536, 2 ** 34);
+  return { bytesPerSecond: pace as number };
 }
 
 /** An optional object section with known fields only; absent means all defaults. */

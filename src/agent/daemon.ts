@@ -20,6 +20,7 @@ import type { BootBackend, SlotStorage } from './ports.js';
 import { reportedProperties } from './reported-properties.js';
 import { ReportedSync } from './reported-sync.js';
 import { SecurityFloor } from './security-floor.js';
+import { SlotIndexUpkeep } from './slot-index-upkeep.js';
 import { holdDaemonLock } from './single-instance.js';
 import { StateStore } from './state-store.js';
 import { isTerminal, type DeviceState } from './device-state.js';
@@ -175,6 +176,22 @@ async function startHoldingLock(
     // `systemctl status piota` shows where the update is.
     if (systemd) void notifyStatus(u ? `update ${u.updateId}: ${u.phase}${u.error ? ` (${u.error.code})` : ''}` : 'idle').catch(() => undefined);
   };
+  const storage = env.storage ?? slotStorage;
+  // In idle time (no update under way, the booted slot committed), the running slot's index, so the
+  // next update can be adaptive (docs/adaptive-updates.md).
+  const slotIndexes = new SlotIndexUpkeep({
+    stateDir: config.stateDir,
+    slot: inventory.bootedSlot,
+    partitions: config.slots[inventory.bootedSlot],
+    installedAt: () => state.slots[inventory.bootedSlot]?.installedAt ?? null,
+    bytesPerSecond: config.slotIndex.bytesPerSecond,
+    partitionSize: (path) => storage.partitionSize(path),
+    logger,
+  });
+  const indexWhenIdle = () => {
+    const idle = !state.update || isTerminal(state.update.phase);
+    if (idle && inventory.committedSlot === inventory.bootedSlot && config.slotIndex.bytesPerSecond > 0) slotIndexes.start();
+  };
   const runner = new UpdateRunner({
     state,
     saveState: (next) => store.save(next),
@@ -184,7 +201,7 @@ async function startHoldingLock(
     settings: { config, trustedKeys, downloadCa },
     ports: {
       boot,
-      storage: env.storage ?? slotStorage,
+      storage,
       http: env.http ?? openDownload,
       clock,
       logger,
@@ -208,7 +225,10 @@ async function startHoldingLock(
   });
   link.handleMethods(methodHandlers({ ...door.deps, door }));
   const desired = new DesiredFirmwareTrigger({ state, door, runningVersion: () => inventory.runningVersion, statusChanged, logger });
-  updateMayHaveEnded = () => void desired.updateEnded();
+  updateMayHaveEnded = () => {
+    void desired.updateEnded();
+    indexWhenIdle();
+  };
   link.on('twinRead', () => sync.linkUp());
   link.on('desired', (document) => void desired.desiredChanged(document));
 
@@ -218,6 +238,7 @@ async function startHoldingLock(
   const stopWatchdog = systemd ? startWatchdogPings() : () => undefined;
   link.start();
   runner.start(true);
+  indexWhenIdle();
 
   let resolveStopped!: (exit: DaemonExit) => void;
   const stopped = new Promise<DaemonExit>((r) => (resolveStopped = r));
@@ -231,7 +252,7 @@ async function startHoldingLock(
       desired.stop();
       sync.stop();
       windowGate.stop();
-      await Promise.all([runner.stop(), link.stop()]);
+      await Promise.all([runner.stop(), link.stop(), slotIndexes.stop()]);
       await releaseLock().catch(() => undefined);
       resolveStopped(exit);
     })();
