@@ -37,6 +37,8 @@ export interface DownloadSettings {
   /** An attempt slower than this over a minute is abandoned (and retried); null: no limit. */
   minBytesPerSecond: number | null;
   retry: { attempts: number; firstDelaySeconds: number; maxDelaySeconds: number };
+  /** Format 2 bundles may be installed adaptively (docs/adaptive-updates.md); false: always the full download. */
+  adaptive: boolean;
 }
 
 /** The index of the running slot that adaptive downloads reuse blocks from (docs/adaptive-updates.md). */
@@ -245,7 +247,7 @@ function hub(v: unknown): HubSettings {
 }
 
 function download(v: unknown): DownloadSettings {
-  const o = section(v, 'download', ['proxy', 'idleTimeoutSeconds', 'deadlineSeconds', 'minBytesPerSecond', 'retry']);
+  const o = section(v, 'download', ['proxy', 'idleTimeoutSeconds', 'deadlineSeconds', 'minBytesPerSecond', 'retry', 'adaptive']);
   const r = section(o.retry, 'download.retry', ['attempts', 'firstDelaySeconds', 'maxDelaySeconds']);
   const firstDelaySeconds = seconds(r.firstDelaySeconds ?? 2, 'download.retry.firstDelaySeconds', 0, 3600);
   const maxDelaySeconds = seconds(r.maxDelaySeconds ?? 60, 'download.retry.maxDelaySeconds', 0, 86_400);
@@ -256,6 +258,7 @@ function download(v: unknown): DownloadSettings {
     deadlineSeconds: o.deadlineSeconds === undefined || o.deadlineSeconds === null ? null : seconds(o.deadlineSeconds, 'download.deadlineSeconds', 1, 7 * 86_400),
     minBytesPerSecond: o.minBytesPerSecond === undefined || o.minBytesPerSecond === null ? null : integer(o.minBytesPerSecond, 'download.minBytesPerSecond', 1, 2 ** 40),
     retry: { attempts: integer(r.attempts ?? 8, 'download.retry.attempts', 1, 1000), firstDelaySeconds, maxDelaySeconds },
+    adaptive: o.adaptive === undefined ? true : boolean(o.adaptive, 'download.adaptive'),
   };
 }
 

@@ -2,6 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { readVerifiedHeader, verifyChunks, type DeviceTrust, type VerifiedHeader } from '../bundle/verifier.js';
 import { MAGIC } from '../bundle/format.js';
+import { BundleError } from '../bundle/errors.js';
 import { DownloadError } from '../download/errors.js';
 import type { DownloadRequest, DownloadResponse } from '../download/https-source.js';
 import type { SlotPartitions } from './config.js';
@@ -64,7 +65,10 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
       return;
     }
     const pin = update.pinnedSha256 ? createHash('sha256') : null;
-    const body = pin ? tee(stream, pin) : stream;
+    // The verifier stops reading after the last chunk (format 2 has more after it): a pinned download
+    // keeps the rest of the stream open to hash it to the end (hashToEnd).
+    const kept = pin ? new KeptOpen(stream) : null;
+    const body = pin && kept ? tee(kept, pin) : stream;
     const header = await readVerifiedHeader(body, deps.trust);
     const summary = summarize(header, first.totalSize);
     checkVersion(update, summary);
@@ -140,8 +144,8 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
       }
     }
     for (const w of writers.values()) await w.sync();
-    if (pin) {
-      // Bytes after the last chunk are not hashed: a file with any would not match its pin.
+    if (pin && kept) {
+      await hashToEnd(kept, pin, header.bundleSize, update, deps);
       const actual = pin.digest('hex');
       if (actual !== update.pinnedSha256) {
         throw new UpdateFailure('sha256Mismatch', `the file at the URI has sha256 ${actual}, but the request pinned ${update.pinnedSha256}`);
@@ -200,6 +204,49 @@ async function checkPartitions(summary: BundleSummary, deps: DownloadDeps): Prom
     if (p.imageSize > size) {
       throw new UpdateFailure('tooLarge', `the ${p.name} image has ${p.imageSize} bytes, but ${path} holds only ${size}`);
     }
+  }
+}
+
+/**
+ * A stream whose readers can stop without closing it, counting what they took: what one reader left
+ * (the verifier stops after the last chunk) the next reads on from the same byte.
+ */
+class KeptOpen implements AsyncIterable<Uint8Array> {
+  bytes = 0;
+  private readonly iterator: AsyncIterator<Uint8Array>;
+
+  constructor(source: AsyncIterable<Uint8Array>) {
+    this.iterator = source[Symbol.asyncIterator]();
+  }
+
+  async next(): Promise<IteratorResult<Uint8Array>> {
+    const next = await this.iterator.next();
+    if (!next.done) this.bytes += next.value.length;
+    return next;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    return { next: () => this.next(), return: async () => ({ done: true, value: undefined }) };
+  }
+}
+
+/**
+ * Hashes the rest of a pinned bundle, after its last chunk (a format 2 bundle's unit stores and block
+ * indexes), so that the pin covers the whole file; the bytes go nowhere else. More bytes than the
+ * signed manifest's bundle size is not the file that was signed.
+ */
+async function hashToEnd(stream: KeptOpen, pin: Hash, bundleSize: number, update: UpdateRecord, deps: DownloadDeps): Promise<void> {
+  for (let next = await stream.next(); !next.done; next = await stream.next()) {
+    if (deps.signal.aborted) throw deps.signal.reason;
+    if (stream.bytes > bundleSize) {
+      throw new BundleError('malformed', `the bundle goes on past its end at byte ${bundleSize} (the signed manifest describes no more)`);
+    }
+    pin.update(next.value);
+    update.bytesDownloaded = stream.bytes;
+    deps.progress(update);
+  }
+  if (stream.bytes < bundleSize) {
+    throw new BundleError('truncated', `the bundle ends at byte ${stream.bytes}; its signed manifest describes ${bundleSize} bytes`);
   }
 }
 

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,12 +17,15 @@ import { syntheticPair } from './synthetic.js';
 /*
  * The daemon's download (downloadToSlot, with the real HTTPS stack and slot writer on files) given
  * the running slot: a format 2 bundle installs adaptively; a server without Range, or a device
- * without a slot index, gets the full download; tampered units are refused.
+ * without a slot index, gets the full download; tampered units are refused. A download pinned by
+ * sha256 is never adaptive, and its pin covers the whole file (unit store and indexes included).
  */
 const pair = syntheticPair();
 const keys = generateKeyPair();
 let dir: string;
 let server: TestFileServer;
+let fileSha256: string;
+let fileSize: number;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'piota-dispatch-'));
@@ -32,6 +36,9 @@ beforeAll(async () => {
     payloads: [{ name: 'rootfs', file: join(dir, 'r2.img') }], signingKeys: [keys.privateKeyPem],
   });
   server.add('r2.piota', join(dir, 'r2.piota'));
+  const file = await readFile(join(dir, 'r2.piota'));
+  fileSha256 = createHash('sha256').update(file).digest('hex');
+  fileSize = file.length;
 });
 afterAll(async () => {
   await server.close();
@@ -93,5 +100,38 @@ describe('downloadToSlot with a format 2 bundle', () => {
     }
     expect(await written(d.target)).toBe(true);
     expect(u.method).toBeUndefined();
+  });
+});
+
+describe('a download pinned by sha256, of a format 2 bundle', () => {
+  it('installs: the whole file (chunks, unit store, indexes) is hashed and matches the pin; never adaptive', async () => {
+    const d = await device('pinned', true);
+    const u = updateIn('downloading', { fwPackageUri: server.url('r2.piota'), pinnedSha256: fileSha256 });
+    await downloadToSlot(u, d.deps);
+    expect(await written(d.target)).toBe(true);
+    expect(u.method).toBeUndefined();
+    expect(u.bundle!.totalBytes).toBe(fileSize);
+    expect(u.bytesDownloaded).toBe(fileSize);
+    expect(u.nextChunk).toBe(u.bundle!.chunkCount);
+  });
+
+  it('a wrong pin still fails sha256Mismatch, naming both hashes', async () => {
+    const d = await device('wrongpin', true);
+    const wrong = 'ab'.repeat(32);
+    const u = updateIn('downloading', { fwPackageUri: server.url('r2.piota'), pinnedSha256: wrong });
+    await expect(downloadToSlot(u, d.deps)).rejects.toMatchObject({ code: 'sha256Mismatch', message: expect.stringContaining(`has sha256 ${fileSha256}, but the request pinned ${wrong}`) });
+  });
+
+  it('a file cut short after the last chunk: refused, never a pin that covers less than the file', async () => {
+    const d = await device('short', true);
+    const u = updateIn('downloading', { fwPackageUri: server.url('r2.piota'), pinnedSha256: fileSha256 });
+    server.faults.noContentLength = true;
+    server.faults.cutAfterBytes = fileSize - 1000;
+    try {
+      await expect(downloadToSlot(u, d.deps)).rejects.toMatchObject({ code: expect.stringMatching(/^(truncated|networkError)$/) });
+    } finally {
+      server.faults.noContentLength = false;
+      server.faults.cutAfterBytes = undefined;
+    }
   });
 });

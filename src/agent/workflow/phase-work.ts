@@ -48,6 +48,10 @@ export async function downloading(ctx: PhaseContext): Promise<PhaseOutcome> {
         progress: () => ctx.ports.progressChanged(),
         signal: ctx.signal,
         allowPlainImages: config.allowPlainImages,
+        // Format 2 bundles reuse what the slots hold, fetching only the rest (docs/adaptive-updates.md).
+        adaptive: config.download.adaptive
+          ? { runningPartitions: config.slots[ctx.update.fromSlot], runningSlot: ctx.update.fromSlot, targetSlot: ctx.update.targetSlot, stateDir: config.stateDir }
+          : undefined,
       });
       return { event: 'downloaded' };
     } catch (err) {
