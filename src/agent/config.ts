@@ -272,7 +272,7 @@ function clock(v: unknown): ClockSettings {
 
 function slotIndex(v: unknown): SlotIndexSettings {
   const o = section(v, 'slotIndex', ['bytesPerSecond']);
-  const pace = o.bytesPerSecond ?? 16 * 1024 * 1024;
+  const pace = o.bytesPerSecond === undefined ? 16 * 1024 * 1024 : o.bytesPerSecond;
   // Below 64 KiB/s a 4 GiB slot would take most of a day; 0 turns the idle build off instead.
   if (pace !== 0) integer(pace, 'slotIndex.bytesPerSecond (0, or bytes per second)', 65_536, 2 ** 34);
   return { bytesPerSecond: pace as number };

@@ -190,7 +190,7 @@ async function startHoldingLock(
   });
   const indexWhenIdle = () => {
     const idle = !state.update || isTerminal(state.update.phase);
-    if (idle && inventory.committedSlot === inventory.bootedSlot && config.slotIndex.bytesPerSecond > 0) slotIndexes.start();
+    if (idle && inventory.committedSlot === inventory.bootedSlot && config.download.adaptive && config.slotIndex.bytesPerSecond > 0) slotIndexes.start();
   };
   const runner = new UpdateRunner({
     state,

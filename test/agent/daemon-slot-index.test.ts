@@ -25,7 +25,7 @@ afterAll(async () => {
   await removeDir(dir);
 });
 
-async function device(id: string, slotIndex: Record<string, unknown>, boot = new FakeBoot()) {
+async function device(id: string, slotIndex: Record<string, unknown>, boot = new FakeBoot(), extra: Record<string, unknown> = {}) {
   const root = join(dir, id);
   const stateDir = join(root, 'state');
   await mkdir(stateDir, { recursive: true });
@@ -46,6 +46,7 @@ async function device(id: string, slotIndex: Record<string, unknown>, boot = new
     slots: { A: { rootfs: join(root, 'a-rootfs'), boot: join(root, 'a-boot') }, B: { rootfs: join(root, 'b-rootfs'), boot: join(root, 'b-boot') } },
     boot: { backend: 'tryboot', autobootFile: join(root, 'autoboot.txt'), bootPartitions: { A: 2, B: 3 } },
     slotIndex,
+    ...extra,
   });
   const daemon = await startDaemon(config, silentLogger, '0.2.0-test', { boot, systemd: false });
   return { daemon, stateDir, root };
@@ -91,14 +92,16 @@ describe('the daemon builds the running slot\'s index in idle time', () => {
     expect(await readdir(join(stateDir, 'slot-index')).catch(() => [])).toEqual([]);
   });
 
-  it('slotIndex.bytesPerSecond 0: no build in idle time', async () => {
-    const { daemon, stateDir } = await device('no-idle-index', { bytesPerSecond: 0 });
-    try {
-      await waitFor('the device to connect', async () => hub.connectedDevices().includes('no-idle-index'), 20_000);
-      expect(slotIndexBuilding(stateDir, 'A', 'rootfs')).toBe(false);
-      expect(await readdir(join(stateDir, 'slot-index')).catch(() => [])).toEqual([]);
-    } finally {
-      await daemon.stop();
+  it('slotIndex.bytesPerSecond 0, or download.adaptive false: no build in idle time', async () => {
+    for (const [id, slotIndex, extra] of [['no-idle-index', { bytesPerSecond: 0 }, {}], ['not-adaptive', {}, { download: { adaptive: false } }]] as const) {
+      const { daemon, stateDir } = await device(id, slotIndex, new FakeBoot(), extra);
+      try {
+        await waitFor('the device to connect', async () => hub.connectedDevices().includes(id), 20_000);
+        expect(slotIndexBuilding(stateDir, 'A', 'rootfs')).toBe(false);
+        expect(await readdir(join(stateDir, 'slot-index')).catch(() => [])).toEqual([]);
+      } finally {
+        await daemon.stop();
+      }
     }
   });
 });
