@@ -12,6 +12,10 @@ import { rangeClient } from '../../src/adaptive/range-client.js';
 import { buildSlotIndex, saveSlotIndex } from '../../src/adaptive/slot-index.js';
 import { slotIndexPath } from '../../src/adaptive/slot-index-builds.js';
 import { DownloadError } from '../../src/download/errors.js';
+import { openDownload } from '../../src/download/https-source.js';
+import { downloadToSlot } from '../../src/agent/download-to-slot.js';
+import { openPartitionForWrite, partitionSize } from '../../src/slots/index.js';
+import { updateIn } from '../agent/fakes/ports.js';
 import { startTestFileServer, type TestFileServer } from '../helpers/https-file-server.js';
 import { startConnectProxy, type TestConnectProxy } from '../download/connect-proxy.js';
 import { syntheticPair } from './synthetic.js';
@@ -133,5 +137,32 @@ describe('Range requests through the download proxy', () => {
     expect((await readFile(target)).equals(pair.release2)).toBe(true);
     expect(proxy.tunnels.length).toBeGreaterThan(0);
     expect(proxy.tunnels.length).toBeLessThanOrEqual(4);
+  });
+
+  it('the daemon\'s download (downloadToSlot) with download.proxy set: the header and the ranges through the proxy, adaptive', async () => {
+    const stateDir = join(dir, 'dispatch-state');
+    const running = join(dir, 'dispatch-A');
+    const target = join(dir, 'dispatch-B');
+    await writeFile(running, pair.release1);
+    await writeFile(target, pair.release0);
+    await saveSlotIndex(slotIndexPath(stateDir, 'A', 'rootfs'), await buildSlotIndex(running, pair.release1.length));
+    const u = updateIn('downloading', { fwPackageUri: server.url('r2.piota') });
+    await downloadToSlot(u, {
+      open: openDownload,
+      storage: { partitionSize, openForWrite: (p) => openPartitionForWrite(p), hashFromMedium: async () => '' },
+      trust: { trustedKeys: [keys.publicKeyPem], model: 'pi', securityVersion: 0 },
+      targetPartitions: { rootfs: target },
+      request: { ca: server.ca, proxy: proxy.url },
+      logger: quiet,
+      checkpoint: async () => undefined,
+      progress: () => undefined,
+      signal: new AbortController().signal,
+      adaptive: { runningPartitions: { rootfs: running }, runningSlot: 'A', targetSlot: 'B', stateDir },
+    });
+    expect(u.method).toBe('adaptive');
+    expect((await readFile(target)).subarray(0, pair.release2.length).equals(pair.release2)).toBe(true);
+    // The first GET (the header) had one tunnel; the ranges needed more: they went through the proxy too.
+    expect(proxy.tunnels.length).toBeGreaterThan(1);
+    expect(new Set(proxy.tunnels)).toEqual(new Set([host()]));
   });
 });
