@@ -48,9 +48,9 @@ export function rangeClient(options: RangeClientOptions): RangeFetcher {
   const agent = new RangeAgent(connections, new DownloadAgent({ extraCa: options.ca, proxy: options.proxy, connectTimeoutMs: idleTimeoutMs, env: options.env }), options.ca);
   // Node's agent counts a connection only once it is open, so while tunnels are being opened every
   // request would open one more: the client itself keeps at most `connections` requests in flight.
-  const slots = new Slots(connections);
+  const inFlight = new InFlightLimit(connections);
   let bytesFetched = 0;
-  const fetch = (start: number, end: number, signal?: AbortSignal): Promise<Buffer> => slots.run(() => fetchOne(start, end, signal));
+  const fetch = (start: number, end: number, signal?: AbortSignal): Promise<Buffer> => inFlight.run(() => fetchOne(start, end, signal));
   const fetchOne = (start: number, end: number, signal?: AbortSignal): Promise<Buffer> =>
     new Promise<Buffer>((resolve, reject) => {
       const headers: Record<string, string> = { Range: `bytes=${start}-${end - 1}`, 'Accept-Encoding': 'identity' };
@@ -113,7 +113,7 @@ class RangeAgent extends Agent {
 }
 
 /** At most `size` tasks at once; the others wait their turn in order. */
-class Slots {
+class InFlightLimit {
   private free: number;
   private readonly waiting: (() => void)[] = [];
 

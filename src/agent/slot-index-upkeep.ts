@@ -1,10 +1,11 @@
 import type { Logger } from 'pino';
 import { buildSlotIndexInBackground, slotIndexPath, stopSlotIndexBuilds } from '../adaptive/slot-index-builds.js';
 import { slotIndexInfo } from '../adaptive/slot-index.js';
+import { DEFAULT_BLOCK_SIZE } from '../bundle/block-index.js';
 import type { SlotPartitions } from './config.js';
 
-/** The index's block size: the ext4 block, which `bundle create` uses for format 2 bundles. */
-export const SLOT_INDEX_BLOCK_SIZE = 4096;
+/** The index's block size: the one `bundle create` gives format 2 bundles (the ext4 block). */
+export const SLOT_INDEX_BLOCK_SIZE = DEFAULT_BLOCK_SIZE;
 
 export interface SlotIndexUpkeepOptions {
   stateDir: string;
