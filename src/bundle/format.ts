@@ -20,7 +20,7 @@ export const FORMAT_VERSION = 2;
 /** 1: chunks only. 2: chunks compressed in units, plus a signed block index per payload (adaptive updates). */
 export const FORMAT_VERSIONS: readonly number[] = [1, 2];
 /** What `bundle create` makes unless told (docs/bundle-format.md, "Which format to make"). */
-export const DEFAULT_CREATE_FORMAT = 1;
+export const DEFAULT_CREATE_FORMAT = 2;
 export const PREAMBLE_LENGTH = 16;
 
 export const KEY_ID_BYTES = 16;

@@ -23,9 +23,10 @@ Options:
   --security-version N   devices refuse a bundle whose N is lower than theirs (default 0)
   --chunk-size SIZE      image bytes per chunk, e.g. 4M, 512K or 65536 (default 4M, ${MIN_CHUNK_SIZE} to 64M):
                          a download resumes and a corruption is caught at this granularity
-  --format 1|2           bundle format (default ${DEFAULT_CREATE_FORMAT}): 2 adds a signed block index and
-                         chunks compressed in small units, so devices download only the blocks
-                         they lack (adaptive updates); agents older than piota 0.3 read only 1
+  --format 1|2           bundle format (default ${DEFAULT_CREATE_FORMAT}): 2 adds a signed block index and the
+                         image compressed in small units, so devices download only the blocks
+                         they lack (adaptive updates); agents older than piota 0.3 refuse it
+                         (unsupportedFormat, before writing anything): build 1 for such fleets
   --unit-size SIZE       format 2: image bytes per compression unit, the smallest piece a device
                          fetches (default ${DEFAULT_UNIT_SIZE / 1024}K, 4K to ${MAX_UNIT_SIZE / 1024}K)
   --out FILE             the bundle to write (replaced only once complete)

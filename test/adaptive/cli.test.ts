@@ -40,6 +40,19 @@ describe('piota bundle create --format', () => {
     expect(info.chunksEnd).toBeLessThan(info.bundleSize);
   });
 
+  it('makes format 2 by default (adaptive-capable), format 1 with --format 1, and --help says which', () => {
+    const byDefault = create('2', 'r2.img', 'default.piota');
+    expect(byDefault.status, byDefault.stderr).toBe(0);
+    expect(byDefault.stdout).toMatch(/, format 2\n/);
+    expect(JSON.parse(piota('bundle', 'info', 'default.piota', '--json').stdout).formatVersion).toBe(2);
+    const v1 = JSON.parse(piota('bundle', 'info', 'r2-v1.piota', '--json').stdout);
+    expect(v1.formatVersion).toBe(1);
+    expect(v1.chunksEnd).toBe(v1.bundleSize);
+    const help = piota('bundle', 'create', '--help');
+    expect(help.stdout).toMatch(/--format 1\|2\s+bundle format \(default 2\)/);
+    expect(help.stdout).toMatch(/build 1 for such fleets/);
+  });
+
   // Exit 2: a usage error caught while reading the options; exit 1: refused by createBundle.
   it.each([
     [['--format', '3'], 2, /--format must be 1 or 2, got '3'/],

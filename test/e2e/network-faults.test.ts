@@ -24,8 +24,13 @@ import { reportedStatuses, statusPathViolations, TERMINAL } from './invariants.j
 const FAST_DOWNLOADS = {
   download: { idleTimeoutSeconds: 1, retry: { attempts: 4, firstDelaySeconds: 0.05, maxDelaySeconds: 0.2 } },
 };
-/** 256 KiB of rootfs in 16 KiB chunks: small, but enough chunks to cut one in the middle. */
-const IMAGE = { rootfsBytes: 256 * 1024, bootBytes: 16 * 1024, chunkSize: 16 * 1024 };
+/**
+ * 256 KiB of rootfs in 16 KiB chunks: small, but enough chunks to cut one in the middle. Format 1:
+ * these cases are about the full download request by request (a cut at 90 % of the file lands in a
+ * chunk; no Range requests of an adaptive attempt among the counted ones); adaptive downloads under
+ * faults are test/e2e/adaptive-updates.test.ts.
+ */
+const IMAGE = { rootfsBytes: 256 * 1024, bootBytes: 16 * 1024, chunkSize: 16 * 1024, formatVersion: 1 };
 /** Slow enough that the daemon persists a position (every 2 s) well before the cut near the end. */
 const RESUME_BYTES_PER_SECOND = 80 * 1024;
 const isRoot = process.getuid?.() === 0;

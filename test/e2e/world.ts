@@ -65,6 +65,8 @@ export interface BundleSpec {
   chunkSize?: number;
   /** Sign with this private key instead of the trusted one. */
   signingKey?: string;
+  /** Bundle format (default: what `piota bundle create` makes, 2). */
+  formatVersion?: number;
 }
 
 /**
@@ -152,6 +154,7 @@ export class World {
       ],
       chunkSize: spec.chunkSize ?? 64 * 1024,
       compression: 'none',
+      formatVersion: spec.formatVersion,
       signingKeys: [spec.signingKey ?? this.key.privateKeyPem],
     });
     this.files.add(name, path);
