@@ -7,13 +7,15 @@ import { readFileSync } from 'node:fs';
 
 const [url, caFile, pubFile, slot, flag] = process.argv.slice(2);
 const rss = () => process.memoryUsage().rss;
-// Idle: node and this script, before the download stack loads (the daemon loads it lazily too).
+// Idle: node, this script, and what src/agent/daemon.ts imports at start-up (the HTTPS source and
+// the slot I/O); the rest of the install path (the verifier, the hash worker, the adaptive modules)
+// loads lazily at the first download, in the daemon as here, and counts as the install's growth.
+const { openDownload } = await import('../../dist/download/https-source.js');
+const { hashPartition, openPartitionForWrite, partitionSize } = await import('../../dist/slots/index.js');
 const idleRss = rss();
 const started = process.hrtime.bigint();
 const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
 const { downloadToSlot } = await import('../../dist/agent/download-to-slot.js');
-const { openDownload } = await import('../../dist/download/https-source.js');
-const { hashPartition, openPartitionForWrite, partitionSize } = await import('../../dist/slots/index.js');
 const loadedRss = rss();
 const silent = { info() {}, warn() {}, error() {}, debug() {}, child() { return silent; } };
 const samples = [];

@@ -50,7 +50,7 @@ export class DownloadAgent extends Agent {
 }
 
 /** Asks the proxy for a raw TCP tunnel to host:port (HTTP CONNECT) and gives back its socket. */
-function openTunnel(proxy: URL, host: string, port: number, timeoutMs: number): Promise<Socket> {
+export function openTunnel(proxy: URL, host: string, port: number, timeoutMs: number): Promise<Socket> {
   const target = `${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}`;
   const headers: Record<string, string> = { Host: target };
   if (proxy.username) {

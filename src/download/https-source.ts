@@ -1,10 +1,8 @@
-import type { IncomingMessage } from 'node:http';
-import { request } from 'node:https';
-import { DownloadAgent } from './download-agent.js';
 import { DownloadError, toDownloadError } from './errors.js';
+import { httpsGet, type ConnectOptions, type Http1Response } from './http1-client.js';
 import type { ProxySetting } from './proxy.js';
 import { planResponse, type ResponsePlan } from './response-headers.js';
-import { DownloadWatch, type MinSpeed } from './watch.js';
+import { DownloadWatch, type MinSpeed, type WatchedBody } from './watch.js';
 
 export { DownloadError, type DownloadErrorCode } from './errors.js';
 
@@ -37,8 +35,9 @@ export interface DownloadResponse {
   /**
    * The body. It starts at `start` (bytes before it are skipped here when the server ignores Range),
    * or at byte 0 when `restartedFromZero`. It ends in a DownloadError when the download fails.
+   * `readInto`, where present, fills the caller's own buffer (no copy, no allocation per piece).
    */
-  body: AsyncIterable<Buffer>;
+  body: DownloadBody;
   /** Size of the whole file, when the server says it (Content-Length or Content-Range). */
   totalSize: number | null;
   /** The file's strong ETag, else its Last-Modified, else null: the value for a later `ifRange`. */
@@ -50,6 +49,12 @@ export interface DownloadResponse {
   restartedFromZero: boolean;
   /** Closes the connection (use when stopping early). */
   destroy(): void;
+}
+
+/** A body to iterate, or (faster) to read into one's own buffers. */
+export interface DownloadBody extends AsyncIterable<Buffer> {
+  /** Fills `into` from its start; resolves with the count, less than into.length only at the body's end. */
+  readInto?(into: Buffer): Promise<number>;
 }
 
 const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
@@ -71,23 +76,19 @@ export async function openDownload(req: DownloadRequest): Promise<DownloadRespon
   }
   const where = `${url.host}${url.pathname}`;
   const watch = new DownloadWatch(url.host, { idleTimeoutMs, deadlineMs: req.deadlineMs, minSpeed: req.minSpeed }, req.signal);
-  let response: IncomingMessage;
+  let response: Http1Response;
   try {
-    response = await getFollowingRedirects(url, headers, new DownloadAgent({ extraCa: req.ca, proxy: req.proxy, connectTimeoutMs: idleTimeoutMs }), idleTimeoutMs, watch.signal, where);
+    response = await getFollowingRedirects(url, headers, { extraCa: req.ca, proxy: req.proxy, timeoutMs: idleTimeoutMs, signal: watch.signal }, where);
   } catch (err) {
     watch.stop();
     throw watch.failure ?? toDownloadError(err, url.host);
   }
-  const stream = response;
-  // The socket idle timer set for the headers would also count the caller's own pauses
-  // (backpressure); from here on the watch measures idleness, on the time spent waiting.
-  stream.socket?.setTimeout(0);
   const abandon = (err: DownloadError): DownloadError => {
     watch.stop();
-    stream.destroy();
+    response.body.destroy();
     return err;
   };
-  const status = response.statusCode ?? 0;
+  const { status } = response;
   if (status === 416 && start > 0) {
     // The file is now shorter than the position a resume asks for: it is another file.
     throw abandon(new DownloadError('fileChanged', `the file at ${where} is now shorter than byte ${start} (HTTP 416, Content-Range '${response.headers['content-range'] ?? ''}'); start again from byte 0`, true));
@@ -103,15 +104,15 @@ export async function openDownload(req: DownloadRequest): Promise<DownloadRespon
     throw abandon(err as DownloadError);
   }
   const { skip, totalSize, validator, restartedFromZero } = plan;
-  const body = watch.watch(stream, plan.bodyLength);
+  const body = watch.watch(response.body, plan.bodyLength);
   return {
-    body: skip > 0 ? skipBytes(body, skip) : body,
+    body: skip > 0 ? await skipBytes(body, skip) : body,
     totalSize,
     validator,
     restartedFromZero,
     destroy: () => {
       watch.stop();
-      stream.destroy();
+      response.body.destroy();
     },
   };
 }
@@ -120,24 +121,17 @@ const MAX_REDIRECTS = 5;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 /**
- * GET with node's own https (no HTTP library: the download stack loads in milliseconds and a few
- * MiB, and the body is the socket's stream itself). Follows up to MAX_REDIRECTS redirects, to https
- * only, keeping the Range headers; the headers must arrive within `timeoutMs` of the request.
+ * GET over a connection of its own (http1-client.ts: the body is read into the caller's buffers).
+ * Follows up to MAX_REDIRECTS redirects, to https only, keeping the Range headers; each response's
+ * headers must arrive within `options.timeoutMs` of its request.
  */
-async function getFollowingRedirects(
-  first: URL,
-  headers: Record<string, string>,
-  agent: DownloadAgent,
-  timeoutMs: number,
-  signal: AbortSignal,
-  where: string,
-): Promise<IncomingMessage> {
+async function getFollowingRedirects(first: URL, headers: Record<string, string>, options: ConnectOptions, where: string): Promise<Http1Response> {
   let url = first;
   for (let redirects = 0; ; redirects++) {
-    const response = await getOnce(url, headers, agent, timeoutMs, signal);
+    const response = await httpsGet(url, headers, options);
     const location = response.headers.location;
-    if (!REDIRECTS.has(response.statusCode ?? 0) || !location) return response;
-    response.destroy();
+    if (!REDIRECTS.has(response.status) || !location) return response;
+    response.body.destroy();
     const next = new URL(location, url);
     if (next.protocol !== 'https:') {
       throw new DownloadError('notHttps', `${where} redirected to a non-https address (${next.href}); only https is followed`, false);
@@ -145,16 +139,6 @@ async function getFollowingRedirects(
     if (redirects + 1 > MAX_REDIRECTS) throw new DownloadError('tooManyRedirects', `${first.host} redirected more than ${MAX_REDIRECTS} times (a loop?), last to ${next.host}${next.pathname}`, false);
     url = next;
   }
-}
-
-function getOnce(url: URL, headers: Record<string, string>, agent: DownloadAgent, timeoutMs: number, signal: AbortSignal): Promise<IncomingMessage> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'GET', headers, agent, signal });
-    req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
-    req.once('response', resolve);
-    req.once('error', reject);
-    req.end();
-  });
 }
 
 function checkRequest(req: DownloadRequest): void {
@@ -174,16 +158,16 @@ function checkRequest(req: DownloadRequest): void {
   }
 }
 
-async function* skipBytes(stream: AsyncIterable<Buffer>, count: number): AsyncIterable<Buffer> {
-  let left = count;
-  for await (const chunk of stream) {
-    if (left >= chunk.length) {
-      left -= chunk.length;
-      continue;
-    }
-    yield left > 0 ? chunk.subarray(left) : chunk;
-    left = 0;
+/** Reads and drops the body's first `count` bytes (a server that ignored Range sent them). */
+async function skipBytes(body: WatchedBody, count: number): Promise<WatchedBody> {
+  const scratch = Buffer.allocUnsafe(Math.min(count, 1024 * 1024));
+  for (let left = count; left > 0; ) {
+    const want = Math.min(left, scratch.length);
+    const n = await body.readInto(scratch.subarray(0, want));
+    if (n < want) break; // the body ended: the caller sees it end
+    left -= n;
   }
+  return body;
 }
 
 function parseHttpsUrl(raw: string): URL {

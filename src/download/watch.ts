@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import type { BodyReader } from './http1-client.js';
 import { DownloadError } from './errors.js';
 
 export interface MinSpeed {
@@ -29,7 +29,10 @@ export class DownloadWatch {
   failure: DownloadError | null = null;
   private readonly controller = new AbortController();
   private readonly timers: NodeJS.Timeout[] = [];
-  private stream: Readable | undefined;
+  private body: BodyReader | undefined;
+  private baseBytesIn = 0;
+  private lastLive = 0;
+  private lastByteAt = 0;
   private expected: number | null = null;
   private received = 0;
   private waitedMs = 0;
@@ -61,21 +64,19 @@ export class DownloadWatch {
   }
 
   /**
-   * Watches the response body from now on, and gives it back as an iterable that ends in a
+   * Watches the response body from now on, and gives it back as a body that fails with a
    * DownloadError: the limit that tripped, or a networkError when the connection breaks or closes
    * before `expectedLength` bytes (the declared length) arrived.
    */
-  watch(stream: Readable, expectedLength: number | null): AsyncIterable<Buffer> {
-    this.stream = stream;
+  watch(body: BodyReader, expectedLength: number | null): WatchedBody {
+    this.body = body;
+    this.baseBytesIn = body.bytesIn;
     this.expected = expectedLength;
-    // A limit can trip before the caller starts reading: the error then waits in the stream for the
-    // iterator, instead of being emitted to no listener (which would crash the process).
-    stream.on('error', () => undefined);
     const { idleTimeoutMs, minSpeed } = this.limits;
     const tick = Math.min(1000, Math.max(10, Math.min(idleTimeoutMs, minSpeed?.windowMs ?? Infinity) / 4));
     this.samples = [{ clock: 0, bytes: 0 }];
     this.every(tick, () => this.check(), true);
-    return this.guard(stream);
+    return new WatchedBody((into) => this.readInto(body, into), () => this.close(body));
   }
 
   /** Ends the watch (the body ended, or the caller closed it). */
@@ -85,32 +86,40 @@ export class DownloadWatch {
     this.unlink();
   }
 
-  private async *guard(stream: Readable): AsyncGenerator<Buffer> {
-    const iterator = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  private closed = false;
+
+  private close(body: BodyReader): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.stop();
+    body.destroy();
+  }
+
+  /** One read of the body, timed as waiting for the server; short of `into` means the body ended. */
+  private async readInto(body: BodyReader, into: Buffer): Promise<number> {
+    if (this.failure) throw this.failure;
+    if (this.closed) return 0;
+    this.waitingSince = Date.now();
+    let n: number;
     try {
-      for (;;) {
-        this.waitingSince = Date.now();
-        let next: IteratorResult<Buffer>;
-        try {
-          next = await iterator.next();
-        } finally {
-          this.waitedMs += Date.now() - this.waitingSince;
-          this.waitingSince = null;
-        }
-        if (next.done) break;
-        this.received += next.value.length;
-        yield next.value;
-      }
+      n = await body.readInto(into);
+    } catch (err) {
+      const failure = this.failure ?? this.brokeOff(err);
+      this.close(body);
+      throw failure;
+    } finally {
+      this.waitedMs += Date.now() - (this.waitingSince ?? Date.now());
+      this.waitingSince = null;
+    }
+    this.received += n;
+    if (n < into.length) {
+      this.close(body);
       if (this.failure) throw this.failure;
       if (this.expected !== null && this.received < this.expected) {
-        throw new DownloadError('networkError', `the download from ${this.host} ended after ${this.received} of the ${this.expected} bytes it declared`, true);
+        throw new DownloadError('networkError', `the download from ${this.host} ended after ${this.received} of ${this.expected} bytes, short of the length it declared`, true);
       }
-    } catch (err) {
-      throw this.failure ?? this.brokeOff(err);
-    } finally {
-      this.stop();
-      stream.destroy();
     }
+    return n;
   }
 
   private brokeOff(err: unknown): DownloadError {
@@ -124,24 +133,30 @@ export class DownloadWatch {
   private check(): void {
     const now = Date.now();
     const { idleTimeoutMs, minSpeed } = this.limits;
-    if (this.waitingSince !== null && now - this.waitingSince >= idleTimeoutMs) {
-      this.trip(new DownloadError('networkError', `no data from ${this.host} for ${seconds(idleTimeoutMs)} s (${this.received} bytes received)`, true));
+    // Bytes as they arrive, not as reads complete: one read may wait for megabytes on a slow link.
+    const live = Math.max(this.received, (this.body?.bytesIn ?? 0) - this.baseBytesIn);
+    if (live > this.lastLive) {
+      this.lastLive = live;
+      this.lastByteAt = now;
+    }
+    if (this.waitingSince !== null && now - Math.max(this.waitingSince, this.lastByteAt) >= idleTimeoutMs) {
+      this.trip(new DownloadError('networkError', `no data from ${this.host} for ${seconds(idleTimeoutMs)} s (${live} bytes received)`, true));
       return;
     }
     if (!minSpeed) return;
     const clock = this.waitedMs + (this.waitingSince === null ? 0 : now - this.waitingSince);
-    if (clock > this.samples[this.samples.length - 1].clock) this.samples.push({ clock, bytes: this.received });
+    if (clock > this.samples[this.samples.length - 1].clock) this.samples.push({ clock, bytes: live });
     // Judge over the newest sample at least a window old, so the average covers a whole window.
     while (this.samples.length > 1 && this.samples[1].clock <= clock - minSpeed.windowMs) this.samples.shift();
     const base = this.samples[0];
     const span = clock - base.clock;
     if (span < minSpeed.windowMs) return;
-    const speed = ((this.received - base.bytes) * 1000) / span;
+    const speed = ((live - base.bytes) * 1000) / span;
     if (speed < minSpeed.bytesPerSecond) {
       this.trip(
         new DownloadError(
           'tooSlow',
-          `the download from ${this.host} averaged ${Math.round(speed)} bytes/s over the last ${seconds(span)} s, below the minimum of ${minSpeed.bytesPerSecond} bytes/s (${this.received} bytes received)`,
+          `the download from ${this.host} averaged ${Math.round(speed)} bytes/s over the last ${seconds(span)} s, below the minimum of ${minSpeed.bytesPerSecond} bytes/s (${live} bytes received)`,
           true,
         ),
       );
@@ -153,7 +168,7 @@ export class DownloadWatch {
     this.failure = err;
     this.stop();
     this.controller.abort(err);
-    this.stream?.destroy(err);
+    this.body?.destroy(err);
   }
 
   private every(ms: number, run: () => void, repeat: boolean): void {
@@ -165,3 +180,43 @@ export class DownloadWatch {
 function seconds(ms: number): string {
   return String(Math.round(ms / 100) / 10);
 }
+
+/**
+ * A watched response body. `readInto` fills the caller's buffer (the download's hot path: the
+ * bytes are decrypted straight into it); iterating gives fresh 64 KiB pieces, for callers that
+ * keep what they get. Either way it ends, or fails with a DownloadError, as the watch decides.
+ */
+export class WatchedBody implements AsyncIterable<Buffer> {
+  private done = false;
+
+  constructor(
+    private readonly read: (into: Buffer) => Promise<number>,
+    private readonly close: () => void,
+  ) {}
+
+  /** Fills `into` from its start; resolves with the count, less than into.length only at the end. */
+  async readInto(into: Buffer): Promise<number> {
+    if (this.done || into.length === 0) return 0;
+    const n = await this.read(into);
+    if (n < into.length) this.done = true;
+    return n;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    return {
+      next: async () => {
+        const piece = Buffer.allocUnsafe(PIECE_BYTES);
+        const n = await this.readInto(piece);
+        return n === 0 ? { done: true, value: undefined } : { done: false, value: n < piece.length ? piece.subarray(0, n) : piece };
+      },
+      // Stopping early (or never starting) closes the connection.
+      return: async () => {
+        this.done = true;
+        this.close();
+        return { done: true, value: undefined };
+      },
+    };
+  }
+}
+
+const PIECE_BYTES = 64 * 1024;
