@@ -123,6 +123,8 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
       if (committed) throw new DownloadError('networkError', 'the adaptive download stopped; resuming with the full download', true);
     }
     let lastCheckpoint = Date.now();
+    // An update that went adaptive before a restart and goes on in full: what it receives now counts too.
+    const mixed = update.method === 'adaptive' ? { fetched: update.bytesFetched ?? 0, from: update.bytesDownloaded } : null;
     const interval = deps.checkpointIntervalMs ?? 2000;
     // A few aligned buffers, reused for the whole install: memory stays flat whatever the image size,
     // and the writer sends them to the medium with O_DIRECT.
@@ -135,6 +137,7 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
       await writers.get(chunk.payload)!.write(chunk.imageOffset, chunk.data);
       chunk.release();
       update.bytesDownloaded = info.bundleOffset + info.storedSize;
+      if (mixed) update.bytesFetched = mixed.fetched + update.bytesDownloaded - mixed.from;
       deps.progress(update);
       if (Date.now() - lastCheckpoint >= interval) {
         for (const w of writers.values()) await w.sync();

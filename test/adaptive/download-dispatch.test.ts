@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createBundle } from '../../src/bundle/create.js';
+import { readBundleFileHeader } from '../../src/bundle/inspect.js';
 import { generateKeyPair } from '../../src/bundle/keys.js';
 import { buildSlotIndexInBackground } from '../../src/adaptive/adaptive-download.js';
 import { downloadToSlot, type DownloadDeps } from '../../src/agent/download-to-slot.js';
@@ -100,6 +101,26 @@ describe('downloadToSlot with a format 2 bundle', () => {
     }
     expect(await written(d.target)).toBe(true);
     expect(u.method).toBeUndefined();
+  });
+});
+
+describe('an update that went adaptive and goes on in full after a restart', () => {
+  it('keeps counting bytesFetched: what it had, plus the chunks the full download receives', async () => {
+    const reference = await device('mixed-ref', false);
+    const ref = updateIn('downloading', { fwPackageUri: server.url('r2.piota') });
+    await downloadToSlot(ref, reference.deps);
+    const { manifest } = await readBundleFileHeader(join(dir, 'r2.piota'));
+    const k = Math.floor(manifest.chunks.length / 2);
+    const at = manifest.chunks[k].bundleOffset;
+    // As a power cut leaves it: chunks before k written adaptively; no slot index now (the full download resumes).
+    const d = await device('mixed', false);
+    const u = updateIn('downloading', { fwPackageUri: server.url('r2.piota'), bundle: ref.bundle, nextChunk: k, bytesDownloaded: at, method: 'adaptive', bytesFetched: 1000, bytesReused: 5000 });
+    await downloadToSlot(u, d.deps);
+    expect(u.nextChunk).toBe(manifest.chunks.length);
+    expect(u.bytesFetched).toBe(1000 + manifest.chunksEnd - at);
+    expect(u.bytesReused).toBe(5000);
+    const imageAt = manifest.chunks[k].imageOffset;
+    expect((await readFile(d.target)).subarray(imageAt, pair.release2.length).equals(pair.release2.subarray(imageAt))).toBe(true);
   });
 });
 
