@@ -8,6 +8,7 @@ import { open, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { buildSlotIndex } from '../dist/adaptive/slot-index.js';
 
@@ -31,6 +32,12 @@ if (!device) {
 const size = (await stat(device)).size;
 console.log(`slot index of ${(size / MiB).toFixed(0)} MiB (${device}), 4 KiB blocks, ${process.arch}, node ${process.version}`);
 try {
+  // What the event loop shows on this machine with no build at all, to read the figures below against.
+  const idle = monitorEventLoopDelay({ resolution: 10 });
+  idle.enable();
+  await sleep(5000);
+  idle.disable();
+  console.log(`no build (5 s): event loop late p99 ${(idle.percentile(99) / 1e6).toFixed(1)} ms, max ${(idle.max / 1e6).toFixed(1)} ms`);
   for (const pace of values.paces.split(',').map(Number)) {
     const delay = monitorEventLoopDelay({ resolution: 10 });
     delay.enable();
