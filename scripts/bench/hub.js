@@ -76,6 +76,9 @@ export async function benchHub(log) {
     const client = serviceClient(hub.info);
     const reported = async () => (await registry.getTwin('bench-pi')).responseBody.properties.reported;
     await until('the simulated Pi to connect', async () => hub.connectedDevices().includes('bench-pi') && (await reported()).piota?.bootedSlot !== undefined, 60_000);
+    // The real daemon's memory: connected and idle, then at its peak while an update downloads.
+    const daemon = daemonProcess(sim.pid);
+    const idleRssMiB = procStatusMiB(daemon, 'VmRSS');
     const invoke = async (payload) => (await client.invokeDeviceMethod('bench-pi', { methodName: 'firmwareUpdate', payload, responseTimeoutInSeconds: 30 })).result;
     // The baseline: a device that answers at once (the SDK's own sample), through the same hub.
     echo = deviceSdk.Client.fromConnectionString(await addDevice(join(dir, 'hub'), 'bench-echo'), mqttTransport.Mqtt);
@@ -105,6 +108,9 @@ export async function benchHub(log) {
     const echo99 = percentile(echoTimes, 99);
     log(`  firmwareUpdate: p50 ${p50Ms.toFixed(1)} ms, p99 ${p99Ms.toFixed(1)} ms over ${CALLS} calls; an instant answer: p50 ${echo50.toFixed(1)} ms, p99 ${echo99.toFixed(1)} ms`);
 
+    const peakRssMiB = procStatusMiB(daemon, 'VmHWM');
+    log(`  the daemon: ${idleRssMiB.toFixed(1)} MiB idle (connected, no update), ${peakRssMiB.toFixed(1)} MiB at its peak during the update and the calls`);
+
     // Cancel it, then a fast update through the trial boot to applyComplete.
     await client.invokeDeviceMethod('bench-pi', { methodName: 'firmwareUpdateCancel', payload: null, responseTimeoutInSeconds: 30 });
     await until('the cancelled update to end', async () => (await reported()).iothubDM?.firmwareUpdate?.status === 'downloadFailed', 60_000);
@@ -123,8 +129,9 @@ export async function benchHub(log) {
       `| firmwareUpdate answer time, ${CALLS} calls one at a time during an update (invalid → 400, repeat → 200) | p50 ${p50Ms.toFixed(1)} ms, p99 ${p99Ms.toFixed(1)} ms |`,
       `| baseline: a method answered at once by the SDK's device client, interleaved with those calls | p50 ${echo50.toFixed(1)} ms, p99 ${echo99.toFixed(1)} ms |`,
       `| trial boot's hub connection → applyComplete in the twin | ${applyS.toFixed(2)} s |`,
+      `| the daemon's RSS: idle (connected, no update) → peak during that update and the calls | ${idleRssMiB.toFixed(1)} → ${peakRssMiB.toFixed(1)} MiB |`,
     ].join('\n');
-    return { p50Ms, p99Ms, applyS, markdown };
+    return { p50Ms, p99Ms, applyS, idleRssMiB, peakRssMiB, markdown };
   } finally {
     await echo?.close().catch(() => undefined);
     if (sim && sim.exitCode === null) {
@@ -135,4 +142,19 @@ export async function benchHub(log) {
     await hub.close().catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** The `piota daemon` process that `piota simulate` (pid) runs for the current boot. */
+function daemonProcess(simPid) {
+  const children = readFileSync(`/proc/${simPid}/task/${simPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+  const pid = children.find((c) => readFileSync(`/proc/${c}/cmdline`, 'utf8').split('\0').includes('daemon'));
+  if (!pid) throw new Error(`bench: no daemon process under piota simulate (${simPid})`);
+  return pid;
+}
+
+/** A figure of /proc/PID/status (VmRSS, VmHWM), in MiB. */
+function procStatusMiB(pid, field) {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`bench: no ${field} in /proc/${pid}/status`);
+  return Number(m[1]) / 1024;
 }
