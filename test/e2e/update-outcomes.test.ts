@@ -88,7 +88,10 @@ describe('bundles the device must refuse', () => {
   it('refuses a corrupted chunk (hashMismatch) and a downgrade', async () => {
     const pi = await world.pi('refuse-more');
     const autobootBefore = await pi.autoboot();
-    const { path, url } = await world.bundle('fw-corrupt', { version: '1.0.1', rootfsBytes: 256 * 1024, chunkSize: 64 * 1024 });
+    // Format 1: the file ends with its last chunk, so 100 kB before the end is inside a chunk (in format
+    // 2 it is the unit store, which a full install does not read; test/e2e/adaptive-updates.test.ts
+    // tampers with that).
+    const { path, url } = await world.bundle('fw-corrupt', { version: '1.0.1', rootfsBytes: 256 * 1024, chunkSize: 64 * 1024, formatVersion: 1 });
     const { open } = await import('node:fs/promises');
     const fh = await open(path, 'r+');
     const { size } = await fh.stat();
