@@ -40,8 +40,14 @@ export interface RangeClientOptions {
   idleTimeoutMs?: number;
 }
 
+/** As the full download: at most this many redirects, to https only. */
+const MAX_REDIRECTS = 5;
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
 export function rangeClient(options: RangeClientOptions): RangeFetcher {
-  const url = new URL(options.url);
+  // Where the ranges go: the bundle URL, or where it redirected (a mirror to its CDN), kept for the
+  // next ranges so that only the first pays the redirect.
+  let url = new URL(options.url);
   if (url.protocol !== 'https:') throw new RangeRefused(`adaptive downloads use https only, not ${url.protocol}`);
   const idleTimeoutMs = options.idleTimeoutMs ?? 30_000;
   const connections = options.connections ?? 4;
@@ -50,12 +56,29 @@ export function rangeClient(options: RangeClientOptions): RangeFetcher {
   // request would open one more: the client itself keeps at most `connections` requests in flight.
   const inFlight = new InFlightLimit(connections);
   let bytesFetched = 0;
-  const fetch = (start: number, end: number, signal?: AbortSignal): Promise<Buffer> => inFlight.run(() => fetchOne(start, end, signal));
-  const fetchOne = (start: number, end: number, signal?: AbortSignal): Promise<Buffer> =>
-    new Promise<Buffer>((resolve, reject) => {
+  const fetch = (start: number, end: number, signal?: AbortSignal): Promise<Buffer> => inFlight.run(() => fetchFollowing(start, end, signal));
+  const fetchFollowing = async (start: number, end: number, signal?: AbortSignal): Promise<Buffer> => {
+    for (let redirects = 0; ; redirects++) {
+      const from = url;
+      const answer = await fetchOne(from, start, end, signal);
+      if (Buffer.isBuffer(answer)) return answer;
+      const next = new URL(answer.location, from);
+      if (next.protocol !== 'https:') throw new RangeRefused(`the bundle URL redirected to a non-https address (${next.host}); only https is followed`);
+      if (redirects + 1 > MAX_REDIRECTS) throw new RangeRefused(`the bundle URL redirected more than ${MAX_REDIRECTS} times, last to ${next.host}${next.pathname}`);
+      url = next;
+    }
+  };
+  const fetchOne = (target: URL, start: number, end: number, signal?: AbortSignal): Promise<Buffer | { location: string }> =>
+    new Promise<Buffer | { location: string }>((resolve, reject) => {
       const headers: Record<string, string> = { Range: `bytes=${start}-${end - 1}`, 'Accept-Encoding': 'identity' };
       if (options.validator) headers['If-Range'] = options.validator;
-      const req = request(url, { agent, headers, signal, timeout: idleTimeoutMs }, (res) => {
+      const req = request(target, { agent, headers, signal, timeout: idleTimeoutMs }, (res) => {
+        const location = res.headers.location;
+        if (REDIRECTS.has(res.statusCode ?? 0) && location) {
+          res.resume();
+          resolve({ location });
+          return;
+        }
         const range = res.headers['content-range'] ?? '';
         const m = /^bytes (\d+)-(\d+)\//.exec(range);
         if (res.statusCode !== 206 || !m || Number(m[1]) !== start || Number(m[2]) !== end - 1) {
