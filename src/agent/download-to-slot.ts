@@ -2,6 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { readVerifiedHeader, verifyChunks, type DeviceTrust, type VerifiedHeader } from '../bundle/verifier.js';
 import { MAGIC } from '../bundle/format.js';
+import { ByteReader, prepend, type ByteStream, type FillableSource } from '../bundle/byte-reader.js';
 import { BundleError } from '../bundle/errors.js';
 import { DownloadError } from '../download/errors.js';
 import type { DownloadRequest, DownloadResponse } from '../download/https-source.js';
@@ -14,7 +15,7 @@ import { writePlainImage } from './plain-image.js';
 import { AlignedBufferPool } from '../slots/aligned-buffer.js';
 import { HashWorker } from '../install/hash-worker.js';
 import { redactUri } from './redact-uri.js';
-import { downloadAdaptively, type AdaptiveDeps } from './adaptive-step.js';
+import type { AdaptiveDeps } from './adaptive-step.js';
 
 export interface DownloadDeps {
   open: HttpSource;
@@ -108,7 +109,7 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
     for (const payload of summary.payloads) {
       writers.set(payload.name, await deps.storage.openForWrite(deps.targetPartitions[payload.name]));
     }
-    if (deps.adaptive && !pin) {
+    if (deps.adaptive && !pin && header.manifest.formatVersion >= 2) {
       // Only the blocks the slots lack, or false: the full download below. Once the adaptive install
       // has started it owns the connection; if it stops after that, the retry resumes at nextChunk.
       let committed = false;
@@ -119,6 +120,8 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
         second?.destroy();
       };
       const proxy = deps.request.proxy !== null && (deps.request.proxy !== undefined || Boolean(process.env.HTTPS_PROXY ?? process.env.https_proxy));
+      // Loaded here: a full install (format 1, adaptive off) does without the adaptive modules' memory.
+      const { downloadAdaptively } = await import('./adaptive-step.js');
       if (await downloadAdaptively(update, header, first.validator, writers, { ...deps, adaptive: deps.adaptive, ca: deps.request.ca, proxy, onCommit })) return;
       if (committed) throw new DownloadError('networkError', 'the adaptive download stopped; resuming with the full download', true);
     }
@@ -253,28 +256,12 @@ async function hashToEnd(stream: KeptOpen, pin: Hash, bundleSize: number, update
   }
 }
 
-/** Reads the first `length` bytes, and gives back a stream that still starts with them. */
-async function peek(source: AsyncIterable<Uint8Array>, length: number): Promise<{ head: Buffer; stream: AsyncIterable<Uint8Array> }> {
-  const iterator = source[Symbol.asyncIterator]();
-  const pieces: Buffer[] = [];
-  let have = 0;
-  let done = false;
-  while (have < length) {
-    const next = await iterator.next();
-    if (next.done) {
-      done = true;
-      break;
-    }
-    pieces.push(Buffer.from(next.value));
-    have += next.value.length;
-  }
-  const first = Buffer.concat(pieces);
-  async function* stream(): AsyncIterable<Uint8Array> {
-    if (first.length > 0) yield first;
-    if (done) return;
-    for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
-  }
-  return { head: first.subarray(0, length), stream: stream() };
+/** Reads the first `length` bytes, and gives back a stream that still starts with them (and still fills buffers itself). */
+async function peek(source: FillableSource, length: number): Promise<{ head: Buffer; stream: ByteStream }> {
+  const reader = new ByteReader(source);
+  const head = Buffer.alloc(length);
+  const got = await reader.fill(head);
+  return { head: head.subarray(0, got), stream: prepend(Buffer.from(head.subarray(0, got)), reader.rest()) };
 }
 
 async function* tee(source: AsyncIterable<Uint8Array>, hash: Hash): AsyncIterable<Uint8Array> {
