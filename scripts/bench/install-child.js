@@ -7,9 +7,11 @@ import { readFileSync } from 'node:fs';
 
 const [url, caFile, pubFile, slot, flag] = process.argv.slice(2);
 const rss = () => process.memoryUsage().rss;
-// Idle: node, this script, and what src/agent/daemon.ts imports at start-up (the HTTPS source and
-// the slot I/O); the rest of the install path (the verifier, the hash worker, the adaptive modules)
-// loads lazily at the first download, in the daemon as here, and counts as the install's growth.
+// Idle: node, this script, and the daemon's own module graph (src/agent/daemon.ts and what it
+// imports at start-up: the SDK, the logger, the HTTPS source, the slot I/O), so that the growth is
+// what an install adds to a running daemon. The rest of the install path (the verifier, the hash
+// worker, the adaptive modules) loads lazily at the first download, in the daemon as here.
+await import('../../dist/agent/daemon.js');
 const { openDownload } = await import('../../dist/download/https-source.js');
 const { hashPartition, openPartitionForWrite, partitionSize } = await import('../../dist/slots/index.js');
 const idleRss = rss();
