@@ -1,5 +1,4 @@
 import { ConfigError, loadConfig } from '../agent/config.js';
-import { DaemonStartError, startDaemon } from '../agent/daemon.js';
 import { AlreadyRunningError } from '../agent/single-instance.js';
 import { StateFileError } from '../os/state-file.js';
 import { createLogger } from '../os/logger.js';
@@ -41,6 +40,8 @@ or the single-instance lock was lost (another daemon may hold it).`,
     };
     process.on('uncaughtException', fatal('uncaught exception'));
     process.on('unhandledRejection', fatal('unhandled promise rejection'));
+    // Loaded here, not at the top: `piota daemon --help` and a bad config need none of the SDK.
+    const { DaemonStartError, startDaemon } = await import('../agent/daemon.js');
     let daemon;
     try {
       daemon = await startDaemon(config, logger, packageVersion());
