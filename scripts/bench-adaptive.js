@@ -3,21 +3,24 @@
 // Prints the bytes downloaded as a share of the full download, wall times of a full install, of a
 // first install without a slot index (full download while the index is built) and of an adaptive
 // install with the index, and the peak RSS of each, all in the same run on this machine.
+/* global AbortSignal */
 import { createServer } from 'node:https';
-import { clearInterval, setInterval } from 'node:timers';
+import { clearInterval, setInterval, setTimeout } from 'node:timers';
 import { copyFileSync, createReadStream, existsSync, statSync } from 'node:fs';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { releaseImage } from './release-pair.js';
 import { createBundle } from '../dist/bundle/create.js';
 import { generateKeyPair } from '../dist/bundle/keys.js';
-import { verifyHeader, verifyChunks } from '../dist/bundle/verifier.js';
 import { diffBundles } from '../dist/adaptive/bundle-diff.js';
-import { buildSlotIndexInBackground, slotIndexPath, tryAdaptiveDownload } from '../dist/adaptive/adaptive-download.js';
+import { slotIndexPath } from '../dist/adaptive/adaptive-download.js';
+import { downloadToSlot } from '../dist/agent/download-to-slot.js';
+import { openDownload } from '../dist/download/https-source.js';
+import { hashPartition, openPartitionForWrite, partitionSize } from '../dist/slots/index.js';
 import { ensureCertificates } from '../dist/hub-emulator/certificates.js';
 
-const quiet = { info() {}, warn() {} };
+const quiet = { info() {}, warn() {}, error() {}, debug() {}, child: () => quiet };
 const MiB = 1024 * 1024;
 const dir = await mkdtemp(join(tmpdir(), 'piota-bench-adaptive-'));
 const keys = generateKeyPair();
@@ -56,23 +59,34 @@ async function serve(file) {
     const end = m && m[2] ? Number(m[2]) : size - 1;
     res.writeHead(m ? 206 : 200, { 'Content-Length': end - start + 1, 'Accept-Ranges': 'bytes', ETag: '"bench"', ...(m ? { 'Content-Range': `bytes ${start}-${end}/${size}` } : {}) });
     const body = createReadStream(file, { start, end });
+    // Counted as read for the response: at most a pipe's buffer more than the socket took (an
+    // abandoned response), so the figure errs high.
     body.on('data', (d) => (served += d.length));
     body.pipe(res);
+    res.on('close', () => body.destroy());
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, ca: tls.caPem, url: `https://localhost:${server.address().port}/r2.piota`, served: () => served })));
 }
 
-/** A full install: the header and the chunks, verified, written to `target`. */
-async function fullInstall(srv, target, chunksEnd) {
-  const { request } = await import('node:https');
-  const res = await new Promise((resolve, reject) =>
-    request(srv.url, { ca: srv.ca, headers: { Range: `bytes=0-${chunksEnd - 1}` } }, resolve).on('error', reject).end(),
-  );
-  const header = await verifyHeader(res, { trustedKeys: [keys.publicKeyPem] });
-  const out = await open(target, 'r+');
-  for await (const chunk of verifyChunks(header, header.rest)) await out.write(chunk.data, 0, chunk.data.length, chunk.imageOffset);
-  await out.sync();
-  await out.close();
+/**
+ * One install of release 2 as the daemon runs it: downloadToSlot (src/agent/download-to-slot.ts),
+ * with the adaptive deps the workflow passes when `adaptive` is set, into the target slot (a file).
+ */
+async function install(srv, slots, adaptive) {
+  const update = { updateId: 'bench', fwPackageUri: srv.url, pinnedSha256: null, expectedVersion: null, nextChunk: 0, bytesDownloaded: 0, bundle: null };
+  await downloadToSlot(update, {
+    open: openDownload,
+    storage: { partitionSize, openForWrite: (p) => openPartitionForWrite(p), hashFromMedium: hashPartition },
+    trust: { trustedKeys: [keys.publicKeyPem], model: 'pi', securityVersion: 0 },
+    targetPartitions: { rootfs: slots.target },
+    request: { ca: srv.ca, proxy: null },
+    logger: quiet,
+    checkpoint: async () => undefined,
+    progress: () => undefined,
+    signal: AbortSignal.timeout(30 * 60_000),
+    ...(adaptive ? { adaptive: { runningPartitions: { rootfs: slots.running }, runningSlot: 'A', targetSlot: 'B', stateDir: slots.stateDir } } : {}),
+  });
+  return update;
 }
 
 try {
@@ -82,45 +96,38 @@ try {
   console.log(`predicted (bundle diff): adaptive ${diff.adaptiveBytes} of full ${diff.fullBytes} bytes = ${(diff.share * 100).toFixed(2)} %`);
 
   const srv = await serve(r2);
-  const running = join(dir, 'slot-A');
-  const target = join(dir, 'slot-B');
-  copyFileSync(releaseImage(1), running);
-  copyFileSync(releaseImage(1), target); // the release before last: here release 1 again
-  const header = await verifyHeader(createReadStream(r2), { trustedKeys: [keys.publicKeyPem] });
-  await header.rest.return();
-  const chunksEnd = header.manifest.chunksEnd;
-  const size = header.manifest.payloads[0].imageSize;
-  const stateDir = join(dir, 'state');
+  const slots = { running: join(dir, 'slot-A'), target: join(dir, 'slot-B'), stateDir: join(dir, 'state') };
+  copyFileSync(releaseImage(1), slots.running);
+  // The target slot holds the release before last: here release 1 again.
+  const resetTarget = () => copyFileSync(releaseImage(1), slots.target);
+  const served = async (label, work) => {
+    const before = srv.served();
+    const m = await measured(label, work);
+    return { ...m, bytes: srv.served() - before };
+  };
 
-  let before = srv.served();
-  const full = await measured('full install', () => fullInstall(srv, target, chunksEnd));
-  const fullBytes = srv.served() - before;
-
-  // First install without a slot index: the full download, with the index built at the same time.
-  before = srv.served();
-  const first = await measured('first install, no slot index (full download + index build)', () =>
-    Promise.all([fullInstall(srv, target, chunksEnd), buildSlotIndexInBackground(stateDir, 'A', 'rootfs', running, size, 64 * MiB, quiet)]),
-  );
-  if (!existsSync(slotIndexPath(stateDir, 'A', 'rootfs'))) throw new Error('the slot index was not built');
-
-  copyFileSync(releaseImage(1), target);
-  before = srv.served();
-  const out = await open(target, 'r+');
-  const adaptive = await measured('adaptive install, slot index present', () =>
-    tryAdaptiveDownload({
-      url: srv.url, ca: srv.ca, validator: '"bench"', header, runningPartitions: { rootfs: running }, targetPartitions: { rootfs: target },
-      runningSlot: 'A', targetSlot: 'B', stateDir, fromChunk: 0, logger: quiet,
-      write: async (_p, offset, data) => void (await out.write(data, 0, data.length, offset)),
-      afterChunk: async () => undefined,
-    }),
-  );
-  await out.sync();
-  await out.close();
-  const adaptiveBytes = srv.served() - before + header.headerLength;
-  if (!adaptive.result) throw new Error('the adaptive install fell back');
-  console.log(`downloaded: full ${fullBytes} bytes; adaptive ${adaptiveBytes} bytes (header + index + units) = ${((adaptiveBytes / fullBytes) * 100).toFixed(2)} % of the full download`);
-  console.log(`reused ${adaptive.result.bytesReused} bytes, stale blocks ${adaptive.result.staleBlocks}, chunks fetched whole ${adaptive.result.refetchedChunks}`);
-  console.log(`wall time against the full install: first ${(first.ms / full.ms).toFixed(2)}x, adaptive ${(adaptive.ms / full.ms).toFixed(2)}x`);
+  resetTarget();
+  const full = await served('full install (adaptive off)', () => install(srv, slots, false));
+  // First install with adaptive on but no slot index yet: the full download, the index built meanwhile.
+  resetTarget();
+  const first = await served('first install, no slot index (full download; the index is built meanwhile)', () => install(srv, slots, true));
+  if (first.result.method === 'adaptive') throw new Error('the first install went adaptive without an index');
+  const indexFile = slotIndexPath(slots.stateDir, 'A', 'rootfs');
+  for (let i = 0; !existsSync(indexFile); i++) {
+    if (i > 600) throw new Error('the slot index was not built within 60 s of the first install');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const later = [];
+  for (let round = 1; round <= 2; round++) {
+    resetTarget();
+    const run = await served(`adaptive install ${round}, slot index present`, () => install(srv, slots, true));
+    if (run.result.method !== 'adaptive') throw new Error('the install with a slot index fell back to the full download');
+    later.push(run);
+  }
+  const a = later[0];
+  console.log(`served by the server: full ${full.bytes} bytes; adaptive ${a.bytes} bytes (every request, the abandoned first GET included) = ${((a.bytes / full.bytes) * 100).toFixed(2)} % of the full download`);
+  console.log(`the twin's figures for it: method ${a.result.method}, bytesFetched ${a.result.bytesFetched}, bytesReused ${a.result.bytesReused}`);
+  console.log(`wall time against the full install: first ${(first.ms / full.ms).toFixed(2)}x, adaptive ${later.map((r) => (r.ms / full.ms).toFixed(2)).join('x, ')}x`);
   srv.server.close();
 } finally {
   await rm(dir, { recursive: true, force: true });

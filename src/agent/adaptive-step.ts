@@ -20,9 +20,8 @@ export interface AdaptiveStepDeps {
   adaptive: AdaptiveDeps;
   targetPartitions: SlotPartitions;
   ca?: string;
-  proxy: boolean;
-  /** The download's own request options (given by downloadToSlot): the ranges go through its proxy setting. Absent: `proxy` true follows HTTPS_PROXY, false is none. */
-  request?: { proxy?: ProxySetting };
+  /** The download's own request options: the ranges go through its proxy setting (null: none; undefined: HTTPS_PROXY / NO_PROXY). */
+  request: { proxy?: ProxySetting };
   logger: Logger;
   checkpoint: (update: UpdateRecord) => Promise<void>;
   progress: (update: UpdateRecord) => void;
@@ -54,7 +53,7 @@ export async function downloadAdaptively(
   const stats = await tryAdaptiveDownload({
     url: update.fwPackageUri,
     ca: deps.ca,
-    proxy: deps.request ? deps.request.proxy : deps.proxy ? undefined : null,
+    proxy: deps.request.proxy,
     validator,
     header,
     runningPartitions: deps.adaptive.runningPartitions,

@@ -119,10 +119,9 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
         first?.destroy();
         second?.destroy();
       };
-      const proxy = deps.request.proxy !== null && (deps.request.proxy !== undefined || Boolean(process.env.HTTPS_PROXY ?? process.env.https_proxy));
       // Loaded here: a full install (format 1, adaptive off) does without the adaptive modules' memory.
       const { downloadAdaptively } = await import('./adaptive-step.js');
-      if (await downloadAdaptively(update, header, first.validator, writers, { ...deps, adaptive: deps.adaptive, ca: deps.request.ca, proxy, onCommit })) return;
+      if (await downloadAdaptively(update, header, first.validator, writers, { ...deps, adaptive: deps.adaptive, ca: deps.request.ca, onCommit })) return;
       if (committed) throw new DownloadError('networkError', 'the adaptive download stopped; resuming with the full download', true);
     }
     let lastCheckpoint = Date.now();

@@ -57,7 +57,7 @@ async function device(name: string) {
   const controller = new AbortController();
   const deps: AdaptiveStepDeps = {
     adaptive: { runningPartitions: { rootfs: running }, runningSlot: 'A', targetSlot: 'B', stateDir },
-    targetPartitions: { rootfs: target }, ca: server.ca, proxy: false, logger: quiet,
+    targetPartitions: { rootfs: target }, ca: server.ca, request: { proxy: null }, logger: quiet,
     checkpoint: async (u) => void persisted.push(structuredClone(u)),
     progress: () => undefined, signal: controller.signal, checkpointIntervalMs: 0, onCommit: () => undefined,
   };

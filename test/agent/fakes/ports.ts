@@ -17,7 +17,9 @@ export function testConfig(change: Record<string, unknown> = {}): DaemonConfig {
     ...example,
     rebootTimeoutSeconds: 0.2,
     trialTimeoutSeconds: 1,
-    download: { retry: { attempts: 3, firstDelaySeconds: 0.01, maxDelaySeconds: 0.02 } },
+    // Adaptive off: the adaptive step reads the slots' partitions itself (not through the fake
+    // SlotStorage), and config.example.json names a real Pi's (/dev/mmcblk0p5).
+    download: { adaptive: false, retry: { attempts: 3, firstDelaySeconds: 0.01, maxDelaySeconds: 0.02 } },
     ...change,
   });
 }
