@@ -5,15 +5,15 @@ import type { SlotReader } from './install.js';
 export async function openSlotReader(path: string): Promise<SlotReader & { close(): Promise<void> }> {
   const fh: FileHandle = await open(path, 'r');
   return {
-    async read(offset, length) {
-      const b = Buffer.alloc(length);
+    // Straight into the caller's chunk buffer: one read per run of neighbouring blocks, no copy.
+    async readInto(into, at, length, position) {
       let done = 0;
       while (done < length) {
-        const { bytesRead } = await fh.read(b, done, length - done, offset + done);
+        const { bytesRead } = await fh.read(into, at + done, length - done, position + done);
         if (bytesRead === 0) break;
         done += bytesRead;
       }
-      return b;
+      if (done < length) into.fill(0, at + done, at + length);
     },
     close: () => fh.close(),
   };
