@@ -66,7 +66,7 @@ export interface AdaptiveInstall {
  * holds: chunk k reads target bytes only from its own first byte on, and the writes in flight are
  * of chunks before k, which end before that byte.
  */
-const ASSEMBLE_AHEAD = 3;
+const ASSEMBLE_AHEAD = 2;
 
 /** A chunk ready to be written: every byte checked against the signed manifest. */
 interface Assembled {

@@ -31,7 +31,7 @@ export interface PrefetchSource {
 /** Chunks planned ahead of the one being assembled, at most. */
 const AHEAD_CHUNKS = 64;
 /** Stored unit bytes fetched (or being fetched) ahead and not yet used, at most (one chunk's always goes). */
-const AHEAD_BYTES = 16 * 1024 * 1024;
+const AHEAD_BYTES = 8 * 1024 * 1024;
 
 /**
  * Plans the chunks in order and starts their Range requests ahead of the assembly, so the link
