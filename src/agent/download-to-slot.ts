@@ -1,11 +1,12 @@
 import { createHash, type Hash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { readVerifiedHeader, verifyChunks, type DeviceTrust, type VerifiedHeader } from '../bundle/verifier.js';
-import { MAGIC } from '../bundle/format.js';
+import { MAGIC, MANIFEST_OFFSET, PREAMBLE_LENGTH, decodePreamble } from '../bundle/format.js';
+import { BundleStream, FIRST_REQUEST_BYTES } from './bundle-stream.js';
 import { ByteReader, prepend, type ByteStream, type FillableSource } from '../bundle/byte-reader.js';
 import { BundleError } from '../bundle/errors.js';
 import { DownloadError } from '../download/errors.js';
-import type { DownloadRequest, DownloadResponse } from '../download/https-source.js';
+import type { DownloadRequest } from '../download/https-source.js';
 import type { SlotPartitions } from './config.js';
 import type { BundleSummary, UpdateRecord } from './device-state.js';
 import type { SlotWriter, SlotStorage } from './ports.js';
@@ -14,7 +15,6 @@ import { UpdateFailure } from './workflow/update-errors.js';
 import { writePlainImage } from './plain-image.js';
 import { AlignedBufferPool } from '../slots/aligned-buffer.js';
 import { HashWorker } from '../install/hash-worker.js';
-import { redactUri } from './redact-uri.js';
 import type { AdaptiveDeps } from './adaptive-step.js';
 
 export interface DownloadDeps {
@@ -53,18 +53,21 @@ const READ_AHEAD = 2;
 export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): Promise<void> {
   // A pinned bundle is hashed whole as it streams, so it cannot resume in the middle.
   const resumeAt = update.pinnedSha256 ? 0 : update.nextChunk;
-  let first: DownloadResponse | undefined;
-  let second: DownloadResponse | undefined;
+  // The header first, then only the bytes the install needs (bundle-stream.ts); a pinned download
+  // hashes the whole file, so it asks for all of it at once.
+  const bundle = new BundleStream(deps.open, { ...deps.request, url: update.fwPackageUri, signal: deps.signal }, update.pinnedSha256 ? undefined : FIRST_REQUEST_BYTES);
   const writers = new Map<string, SlotWriter>();
   let hasher: HashWorker | undefined;
   try {
-    first = await deps.open({ ...deps.request, url: update.fwPackageUri, start: 0, signal: deps.signal });
-    const { head, stream } = await peek(first.body, MAGIC.length);
-    if (!head.equals(MAGIC)) {
+    const first = await bundle.start();
+    const { head, stream } = await peek(bundle, PREAMBLE_LENGTH);
+    if (!head.subarray(0, MAGIC.length).equals(MAGIC)) {
       if (!deps.allowPlainImages) throw new UpdateFailure('notABundle', 'the file at the URI is not a piota bundle (and this device accepts no plain images)');
       await writePlainImage(update, stream, first.totalSize, { ...deps, securityVersion: deps.trust.securityVersion });
       return;
     }
+    const headerEnd = headerLengthOf(head);
+    if (headerEnd !== null && !update.pinnedSha256) bundle.endAt(headerEnd);
     const pin = update.pinnedSha256 ? createHash('sha256') : null;
     // The verifier stops reading after the last chunk (format 2 has more after it): a pinned download
     // keeps the rest of the stream open to hash it to the end (hashToEnd).
@@ -74,28 +77,18 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
     const summary = summarize(header, first.totalSize);
     checkVersion(update, summary);
     await checkPartitions(summary, deps);
+    // A full install reads up to the last chunk (a format 2 bundle's unit store follows it).
+    if (!pin) bundle.endAt(header.manifest.chunksEnd);
 
     let source: AsyncIterable<Uint8Array> = header.rest;
     let fromChunk = 0;
     if (resumeAt > 0 && sameBundle(update.bundle, summary) && resumeAt < summary.chunkCount) {
       fromChunk = resumeAt;
-      await header.rest.return();
-      first.destroy();
       const offset = header.manifest.chunks[fromChunk].bundleOffset;
-      // If-Range: should the file change on the server between the two requests, the server sends the
-      // whole new file, and the download starts again from its header rather than mixing two files.
-      second = await deps.open({
-        ...deps.request,
-        url: update.fwPackageUri,
-        start: offset,
-        ifRange: first.validator ?? undefined,
-        expectedTotal: summary.totalBytes,
-        signal: deps.signal,
-      });
-      if (second.restartedFromZero) {
-        throw new DownloadError('fileChanged', `${redactUri(update.fwPackageUri)} changed on the server while resuming; starting again from its header`, true);
-      }
-      source = second.body;
+      // The next read asks for the chunks from there, with If-Range: should the file change on the
+      // server in between, the download starts again from its header rather than mixing two files.
+      bundle.seekTo(offset);
+      source = bundle;
       deps.logger.info({ updateId: update.updateId, chunk: fromChunk, offset }, 'resuming the download');
     } else if (resumeAt >= summary.chunkCount && sameBundle(update.bundle, summary) && !pin) {
       await header.rest.return();
@@ -115,13 +108,11 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
       let committed = false;
       const onCommit = () => {
         committed = true;
-        void header.rest.return();
-        first?.destroy();
-        second?.destroy();
+        bundle.destroy();
       };
       // Loaded here: a full install (format 1, adaptive off) does without the adaptive modules' memory.
       const { downloadAdaptively } = await import('./adaptive-step.js');
-      if (await downloadAdaptively(update, header, first.validator, writers, { ...deps, adaptive: deps.adaptive, ca: deps.request.ca, onCommit })) return;
+      if (await downloadAdaptively(update, header, bundle.validator, writers, { ...deps, adaptive: deps.adaptive, ca: deps.request.ca, onCommit })) return;
       if (committed) throw new DownloadError('networkError', 'the adaptive download stopped; resuming with the full download', true);
     }
     let lastCheckpoint = Date.now();
@@ -163,8 +154,7 @@ export async function downloadToSlot(update: UpdateRecord, deps: DownloadDeps): 
     if (deps.signal.aborted) throw deps.signal.reason;
     throw err;
   } finally {
-    first?.destroy();
-    second?.destroy();
+    bundle.destroy();
     for (const w of writers.values()) await w.close().catch(() => undefined);
     await hasher?.close();
   }
@@ -252,6 +242,15 @@ async function hashToEnd(stream: KeptOpen, pin: Hash, bundleSize: number, update
   }
   if (stream.bytes < bundleSize) {
     throw new BundleError('truncated', `the bundle ends at byte ${stream.bytes}; its signed manifest describes ${bundleSize} bytes`);
+  }
+}
+
+/** The header's length from a bundle's preamble, or null when the preamble does not say (the verifier names why). */
+function headerLengthOf(preamble: Buffer): number | null {
+  try {
+    return MANIFEST_OFFSET + decodePreamble(preamble).manifestLength;
+  } catch {
+    return null;
   }
 }
 

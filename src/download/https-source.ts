@@ -11,6 +11,11 @@ export interface DownloadRequest {
   /** First byte wanted (HTTP Range); 0 for the whole file. */
   start?: number;
   /**
+   * The first byte not wanted: asks for bytes start..end-1 only (a bounded Range). A server that
+   * ignores Range still sends the whole file (from `start` on): the caller stops reading at `end`.
+   */
+  end?: number;
+  /**
    * The `validator` of an earlier response for this file. Sent as If-Range with a ranged request
    * (start > 0): a server whose file changed since then answers the whole new file, and the
    * response says `restartedFromZero`.
@@ -47,6 +52,8 @@ export interface DownloadResponse {
    * the body starts at byte 0 of the new file, and whatever the caller kept of the old one is stale.
    */
   restartedFromZero: boolean;
+  /** True when the server answered the Range (206): the body holds only the bytes asked for. */
+  partial?: boolean;
   /** Closes the connection (use when stopping early). */
   destroy(): void;
 }
@@ -70,8 +77,8 @@ export async function openDownload(req: DownloadRequest): Promise<DownloadRespon
   const start = req.start ?? 0;
   const idleTimeoutMs = req.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
   const headers: Record<string, string> = { 'Accept-Encoding': 'identity' };
-  if (start > 0) {
-    headers.Range = `bytes=${start}-`;
+  if (start > 0 || req.end !== undefined) {
+    headers.Range = `bytes=${start}-${req.end === undefined ? '' : req.end - 1}`;
     if (req.ifRange !== undefined) headers['If-Range'] = req.ifRange;
   }
   const where = `${url.host}${url.pathname}`;
@@ -99,7 +106,7 @@ export async function openDownload(req: DownloadRequest): Promise<DownloadRespon
   }
   let plan: ResponsePlan;
   try {
-    plan = planResponse(status, response.headers, { start, ifRange: req.ifRange, expectedTotal: req.expectedTotal }, where);
+    plan = planResponse(status, response.headers, { start, end: req.end, ifRange: req.ifRange, expectedTotal: req.expectedTotal }, where);
   } catch (err) {
     throw abandon(err as DownloadError);
   }
@@ -110,6 +117,7 @@ export async function openDownload(req: DownloadRequest): Promise<DownloadRespon
     totalSize,
     validator,
     restartedFromZero,
+    partial: status === 206,
     destroy: () => {
       watch.stop();
       response.body.destroy();
@@ -141,6 +149,8 @@ async function getFollowingRedirects(first: URL, headers: Record<string, string>
   }
 }
 
+const startOf = (req: DownloadRequest) => req.start ?? 0;
+
 function checkRequest(req: DownloadRequest): void {
   const wholeAtLeast = (name: string, value: number | undefined, min: number) => {
     if (value !== undefined && !(Number.isSafeInteger(value) && value >= min)) {
@@ -149,6 +159,7 @@ function checkRequest(req: DownloadRequest): void {
   };
   wholeAtLeast('start', req.start, 0);
   wholeAtLeast('expectedTotal', req.expectedTotal, 0);
+  wholeAtLeast('end', req.end, startOf(req) + 1);
   wholeAtLeast('idleTimeoutMs', req.idleTimeoutMs, 1);
   wholeAtLeast('deadlineMs', req.deadlineMs, 1);
   wholeAtLeast('minSpeed.bytesPerSecond', req.minSpeed?.bytesPerSecond, 1);

@@ -15,6 +15,8 @@ export interface ResponsePlan {
 
 export interface AskedFor {
   start: number;
+  /** The first byte not asked for (a bounded Range), if any. */
+  end?: number;
   ifRange?: string;
   expectedTotal?: number;
 }
@@ -31,8 +33,10 @@ export function planResponse(status: 200 | 206, h: IncomingHttpHeaders, asked: A
   let plan: ResponsePlan;
   if (status === 206) {
     const range = parseContentRange(h['content-range']);
-    if (!range || range.first !== start || (declared !== null && declared !== range.length)) {
-      throw new DownloadError('badResponse', `${where} answered a range request with Content-Range '${h['content-range'] ?? ''}' and Content-Length ${declared ?? 'none'}, expected bytes ${start}-`, true);
+    // A bounded range ends where asked, or at the file's end when the file is shorter.
+    const lastWanted = asked.end === undefined ? undefined : Math.min(asked.end, range?.total ?? asked.end) - 1;
+    if (!range || range.first !== start || (declared !== null && declared !== range.length) || (lastWanted !== undefined && range.first + range.length - 1 !== lastWanted)) {
+      throw new DownloadError('badResponse', `${where} answered a range request with Content-Range '${h['content-range'] ?? ''}' and Content-Length ${declared ?? 'none'}, expected bytes ${start}-${asked.end === undefined ? '' : asked.end - 1}`, true);
     }
     // A server that honours Range but not If-Range would splice two files: its validator tells.
     if (ifRange !== undefined && sameFile(h, ifRange) === false) throw changed(where, `its validator is now ${validator}, not ${ifRange}`);

@@ -1,4 +1,5 @@
 import type { BodyReader } from './http1-client.js';
+import { piecesOf } from './pieces.js';
 import { DownloadError } from './errors.js';
 
 export interface MinSpeed {
@@ -203,20 +204,13 @@ export class WatchedBody implements AsyncIterable<Buffer> {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Buffer> {
-    return {
-      next: async () => {
-        const piece = Buffer.allocUnsafe(PIECE_BYTES);
-        const n = await this.readInto(piece);
-        return n === 0 ? { done: true, value: undefined } : { done: false, value: n < piece.length ? piece.subarray(0, n) : piece };
-      },
-      // Stopping early (or never starting) closes the connection.
-      return: async () => {
+    return piecesOf(
+      (into) => this.readInto(into),
+      () => {
         this.done = true;
         this.close();
-        return { done: true, value: undefined };
       },
-    };
+    );
   }
 }
 
-const PIECE_BYTES = 64 * 1024;

@@ -9,6 +9,7 @@ import { parseAutoboot } from '../../src/boot/autoboot.js';
 import { startTestFileServer, type TestFileServer } from '../helpers/https-file-server.js';
 import { World, waitFor, type SimJson, type SimulatedPi, type StatusJson } from './world.js';
 import { reportedStatuses, statusPathViolations, TERMINAL } from './invariants.js';
+import { FIRST_REQUEST_BYTES } from '../../src/agent/bundle-stream.js';
 
 // Network faults end to end: the real daemon (`piota simulate` around it), the hub emulator, and the
 // test HTTPS server misbehaving on purpose. Each case triggers an update as a service would and
@@ -75,7 +76,13 @@ async function bundle(name: string, version: string, sizes: Partial<typeof IMAGE
 }
 
 const requestsFor = (name: string) => world.files.requests.filter((r) => r.path === name);
-const resumes = (name: string) => requestsFor(name).filter((r) => r.range !== undefined).map((r) => Number(/^bytes=(\d+)-$/.exec(r.range!)?.[1]));
+const rangeStart = (range: string | undefined) => (range === undefined ? 0 : Number(/^bytes=(\d+)-/.exec(range)?.[1]));
+/**
+ * Where each resume asked to start. Every attempt asks for the header first (bytes 0 to
+ * FIRST_REQUEST_BYTES - 1) and then for the rest from FIRST_REQUEST_BYTES on; a resume asks from
+ * the chunk it resumes at instead.
+ */
+const resumes = (name: string) => requestsFor(name).map((r) => rangeStart(r.range)).filter((start) => start > 0 && start !== FIRST_REQUEST_BYTES);
 
 /** What "the boot untouched" compares against: the board and the twin before the update. */
 interface Before {
@@ -100,12 +107,16 @@ async function trigger(pi: SimulatedPi, url: string): Promise<string> {
  * Triggers with the first response for `name` sent at `bytesPerSecond` (the server reads the rate
  * when a response starts), and every later one at full speed.
  */
-async function triggerSlowFirst(pi: SimulatedPi, b: Bundle, bytesPerSecond: number): Promise<string> {
+/**
+ * Triggers `b` with the server slow for the first attempt's requests (`requests`: the header and the
+ * rest, or 1 when the server answers the whole file at once), so that a checkpoint lands before a cut.
+ */
+async function triggerSlowFirst(pi: SimulatedPi, b: Bundle, bytesPerSecond: number, requests = 2): Promise<string> {
   const seen = requestsFor(b.name).length;
   world.files.faults.bytesPerSecond = bytesPerSecond;
   try {
     const updateId = await trigger(pi, b.url);
-    await waitFor(`the first request for ${b.name}`, async () => requestsFor(b.name).length > seen, 20_000);
+    await waitFor(`the first attempt's requests for ${b.name}`, async () => requestsFor(b.name).length >= seen + requests, 20_000);
     return updateId;
   } finally {
     world.files.faults.bytesPerSecond = undefined;
@@ -201,7 +212,7 @@ describe('downloads that recover', () => {
     const b = await bundle('fw-cut', '1.1.0');
     const { cutAt, chunkStart, chunkStarts } = await midChunkCut(b);
     const was = await before(pi);
-    world.files.faults.cutAfterBytes = cutAt;
+    world.files.faults.cutAtFileByte = cutAt;
     const updateId = await triggerSlowFirst(pi, b, RESUME_BYTES_PER_SECOND);
     await expectInstalled(pi, was, updateId, b);
     const [resumedAt] = resumes(b.name);
@@ -217,7 +228,7 @@ describe('downloads that recover', () => {
   it(...timed('a stall longer than idleTimeoutSeconds is given up and retried', async () => {
     const b = await bundle('fw-stall', '1.2.0');
     const was = await before(pi);
-    world.files.faults.stallAfterBytes = 100_000;
+    world.files.faults.stallAtFileByte = 100_000;
     const updateId = await trigger(pi, b.url);
     await expectInstalled(pi, was, updateId, b);
     const retries = await retriesOf(pi, updateId);
@@ -235,17 +246,18 @@ describe('downloads that recover', () => {
     const retries = await retriesOf(pi, updateId);
     expect(retries.map((r) => r.attempt)).toEqual([1, 2]);
     expect(retries[0].err).toMatch(/503/);
-    expect(requestsFor(b.name)).toHaveLength(3);
+    // Two refused first requests, then the header and the rest.
+    expect(requestsFor(b.name).map((r) => r.range)).toEqual([`bytes=0-${FIRST_REQUEST_BYTES - 1}`, `bytes=0-${FIRST_REQUEST_BYTES - 1}`, `bytes=0-${FIRST_REQUEST_BYTES - 1}`, expect.stringMatching(new RegExp(`^bytes=${FIRST_REQUEST_BYTES}-\\d+$`))]);
   }));
 
   it(...timed('a server that ignores Range answers the resume with the whole file (200): resumed, intact', async () => {
     const b = await bundle('fw-norange', '1.4.0');
     const { cutAt } = await midChunkCut(b);
     const was = await before(pi);
-    world.files.faults.cutAfterBytes = cutAt;
+    world.files.faults.cutAtFileByte = cutAt;
     world.files.faults.ignoreRange = true;
     try {
-      const updateId = await triggerSlowFirst(pi, b, RESUME_BYTES_PER_SECOND);
+      const updateId = await triggerSlowFirst(pi, b, RESUME_BYTES_PER_SECOND, 1);
       await expectInstalled(pi, was, updateId, b);
       expect(resumes(b.name)[0]).toBeGreaterThan(0);
       expect(await logLines(pi, updateId, 'resuming the download')).toHaveLength(1);
@@ -261,17 +273,19 @@ describe('downloads that recover', () => {
     const { cutAt } = await midChunkCut(old);
     const oldEtag = world.files.etagOf(old.name);
     const was = await before(pi);
-    world.files.faults.cutAfterBytes = cutAt;
-    // The daemon's attempt after the cut reads the header from byte 0 (still the old file) and then
-    // asks for the rest with If-Range: the file is swapped between those two requests, the worst moment.
-    world.files.faults.replaceAfter = { name: old.name, requests: 2, path: fresh.path };
+    world.files.faults.cutAtFileByte = cutAt;
+    // The first attempt asks for the header, then the rest (cut). The attempt after the cut reads the
+    // header from byte 0 (still the old file) and then asks for the rest with If-Range: the file is
+    // swapped between those two requests, the worst moment.
+    world.files.faults.replaceAfter = { name: old.name, requests: 3, path: fresh.path };
     const updateId = await triggerSlowFirst(pi, old, RESUME_BYTES_PER_SECOND);
     await expectInstalled(pi, was, updateId, fresh);
     const reqs = requestsFor(old.name);
-    expect(reqs[2]).toMatchObject({ ifRange: oldEtag });
-    expect(reqs[2].range).toMatch(/^bytes=[1-9]\d*-$/);
-    // Then a fresh start: a request from byte 0 after the refused resume.
-    expect(reqs.slice(3).some((r) => r.range === undefined)).toBe(true);
+    expect(reqs[2].range).toMatch(/^bytes=0-/);
+    expect(reqs[3]).toMatchObject({ ifRange: oldEtag });
+    expect(rangeStart(reqs[3].range)).toBeGreaterThan(FIRST_REQUEST_BYTES);
+    // Then a fresh start: the header again, from byte 0, after the refused resume.
+    expect(reqs.slice(4).some((r) => rangeStart(r.range) === 0)).toBe(true);
     const retries = await retriesOf(pi, updateId);
     expect(retries.some((r) => /changed on the server/.test(r.err as string))).toBe(true);
   }));
@@ -282,16 +296,16 @@ describe('downloads that recover', () => {
     const { cutAt } = await midChunkCut(old);
     const was = await before(pi);
     // No ETag nor Last-Modified: the resume cannot carry If-Range, so the server answers its Range alone.
-    Object.assign(world.files.faults, { noEtag: true, noLastModified: true, cutAfterBytes: cutAt });
-    world.files.faults.replaceAfter = { name: old.name, requests: 2, path: small.path };
+    Object.assign(world.files.faults, { noEtag: true, noLastModified: true, cutAtFileByte: cutAt });
+    world.files.faults.replaceAfter = { name: old.name, requests: 3, path: small.path };
     try {
       const updateId = await triggerSlowFirst(pi, old, RESUME_BYTES_PER_SECOND);
       await expectInstalled(pi, was, updateId, small);
       const reqs = requestsFor(old.name);
-      expect(Number(/^bytes=(\d+)-$/.exec(reqs[2].range ?? '')?.[1])).toBeGreaterThan((await readFile(small.path)).length);
+      expect(rangeStart(reqs[3].range)).toBeGreaterThan((await readFile(small.path)).length);
       const retries = await retriesOf(pi, updateId);
       expect(retries.some((r) => /416/.test(r.err as string))).toBe(true);
-      expect(reqs.slice(3).some((r) => r.range === undefined)).toBe(true);
+      expect(reqs.slice(4).some((r) => rangeStart(r.range) === 0)).toBe(true);
     } finally {
       Object.assign(world.files.faults, { noEtag: undefined, noLastModified: undefined });
     }

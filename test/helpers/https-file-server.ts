@@ -20,6 +20,12 @@ export interface FileServerFaults {
   cutAfterBytes?: number;
   /** Send this many body bytes, then nothing more, keeping the connection open (once). */
   stallAfterBytes?: number;
+  /**
+   * Cut (or stall) the first response that reaches this byte of the file, at that byte (once):
+   * where a download is hit does not depend on how it splits the file into requests.
+   */
+  cutAtFileByte?: number;
+  stallAtFileByte?: number;
   /** Wait this long before answering the next request (once): a server slow to send its headers. */
   delayHeadersMs?: number;
   /** Ignore Range headers (answer 200 with the whole file). */
@@ -150,10 +156,19 @@ export async function startTestFileServer(options: TestFileServerOptions = {}): 
     if (!faults.noEtag) out.ETag = faults.weakEtag ? `W/${etag}` : etag;
     if (!faults.noLastModified) out['Last-Modified'] = lastModified;
     res.writeHead(ranged ? 206 : 200, out);
-    const cutAfter = faults.cutAfterBytes;
-    const stallAfter = faults.stallAfterBytes;
+    let cutAfter = faults.cutAfterBytes;
+    let stallAfter = faults.stallAfterBytes;
     faults.cutAfterBytes = undefined;
     faults.stallAfterBytes = undefined;
+    const reaches = (byte: number | undefined) => byte !== undefined && start <= byte && byte <= end;
+    if (reaches(faults.cutAtFileByte)) {
+      cutAfter = faults.cutAtFileByte! - start;
+      faults.cutAtFileByte = undefined;
+    }
+    if (reaches(faults.stallAtFileByte)) {
+      stallAfter = faults.stallAtFileByte! - start;
+      faults.stallAtFileByte = undefined;
+    }
     const closeAtEnd = (faults.contentLengthDelta ?? 0) > 0;
     void sendBody(createReadStream(path, { start, end }), res, { cutAfter, stallAfter, bytesPerSecond: faults.bytesPerSecond, closeAtEnd });
   }
