@@ -105,11 +105,14 @@ async function serve(file) {
       body.pipe(res);
       return;
     }
+    // One piece at a time: the stream pauses until its piece has left. 'end' can come while the
+    // last piece still waits for the link, so the response ends after that piece's write.
+    let sent = Promise.resolve();
     body.on('data', (d) => {
       body.pause();
-      void pace.take(d.length).then(() => (res.write(d) ? body.resume() : res.once('drain', () => body.resume())));
+      sent = pace.take(d.length).then(() => void (res.write(d) ? body.resume() : res.once('drain', () => body.resume())));
     });
-    body.on('end', () => void pace.take(0).then(() => res.end()));
+    body.on('end', () => void sent.then(() => res.end()));
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, pace, ca: tls.caPem, url: `https://localhost:${server.address().port}/r2.piota`, served: () => served })));
 }
