@@ -25,7 +25,7 @@ Options:
                          a download resumes and a corruption is caught at this granularity
   --format 1|2           bundle format (default ${DEFAULT_CREATE_FORMAT}): 2 adds a signed block index and the
                          image compressed in small units, so devices download only the blocks
-                         they lack (adaptive updates); agents older than piota 0.3 refuse it
+                         they lack (adaptive updates, piota 0.3 and later); piota 0.1 refuses it
                          (unsupportedFormat, before writing anything): build 1 for such fleets
   --unit-size SIZE       format 2: image bytes per compression unit, the smallest piece a device
                          fetches (default ${DEFAULT_UNIT_SIZE / 1024}K, 4K to ${MAX_UNIT_SIZE / 1024}K)
