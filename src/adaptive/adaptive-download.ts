@@ -92,8 +92,9 @@ export async function tryAdaptiveDownload(ctx: AdaptiveContext): Promise<Adaptiv
       fullBytes += chunks.slice(from).reduce((sum, c) => sum + c.storedSize, 0);
       const runningReader = await openSlotReader(ctx.runningPartitions[p.name]);
       closers.push(runningReader.close);
-      const targetReader = sources.target ? await openSlotReader(ctx.targetPartitions[p.name]) : undefined;
-      if (targetReader) closers.push(targetReader.close);
+      // Read even without an index of it: a chunk of zeros that the target already holds is not written again.
+      const targetReader = await openSlotReader(ctx.targetPartitions[p.name]);
+      closers.push(targetReader.close);
       targets.set(p.name, { payload: p, index, sources, running: runningReader, target: targetReader, write: (offset, data) => ctx.write(p.name, offset, data) });
     }
     if (fetchBytes > (ctx.maxShare ?? 0.75) * fullBytes) {

@@ -49,6 +49,8 @@ export interface AdaptiveStats {
   staleBlocks: number;
   /** Chunks whose assembled bytes missed the signed chunk hash and were fetched whole. */
   refetchedChunks: number;
+  /** Chunks of zeros that the target slot already held (free space in both releases): not written again. */
+  chunksInPlace: number;
 }
 
 export interface AdaptiveInstall {
@@ -71,6 +73,8 @@ const ASSEMBLE_AHEAD = 2;
 /** A chunk ready to be written: every byte checked against the signed manifest. */
 interface Assembled {
   data: Buffer;
+  /** The target slot already holds exactly `data` where it goes (compared byte for byte): no write. */
+  inPlace?: boolean;
   reused: number;
   release(): void;
 }
@@ -83,7 +87,7 @@ interface Assembled {
  * hashing on a worker thread (BlockChecker), into aligned buffers that the writer sends with O_DIRECT.
  */
 export async function installAdaptive(job: AdaptiveInstall): Promise<AdaptiveStats> {
-  const stats: AdaptiveStats = { bytesFetched: 0, bytesReused: 0, staleBlocks: 0, refetchedChunks: 0 };
+  const stats: AdaptiveStats = { bytesFetched: 0, bytesReused: 0, staleBlocks: 0, refetchedChunks: 0, chunksInPlace: 0 };
   const fetchedBefore = job.fetcher.bytesFetched;
   const { chunks } = job.manifest;
   const prefetch = new UnitPrefetch({ chunks, payloads: job.payloads, fetcher: job.fetcher, signal: job.signal }, job.fromChunk);
@@ -104,7 +108,8 @@ export async function installAdaptive(job: AdaptiveInstall): Promise<AdaptiveSta
       job.signal?.throwIfAborted();
       const a = await assembling.shift()!;
       const chunk = chunks[g];
-      await job.payloads.get(chunk.payload)!.write(chunk.imageOffset, a.data);
+      if (a.inPlace) stats.chunksInPlace++;
+      else await job.payloads.get(chunk.payload)!.write(chunk.imageOffset, a.data);
       a.release();
       stats.bytesReused += a.reused;
       stats.bytesFetched = job.fetcher.bytesFetched - fetchedBefore;
@@ -151,8 +156,8 @@ async function assembleChunk(ctx: AssemblyContext, w: PlannedChunk): Promise<Ass
   if (plan.kind.every((k) => k === ZERO)) {
     await w.fetched;
     const z = zeroChunk(chunk.imageSize);
-    if (z.sha256.equals(signed)) return { data: z.data, reused: 0, release: () => undefined };
-    return refetched(ctx, t, chunk);
+    if (!z.sha256.equals(signed)) return refetched(ctx, t, chunk);
+    return { data: z.data, reused: 0, inPlace: await holdsAlready(ctx, t, chunk, z.data), release: () => undefined };
   }
 
   const pool = ctx.poolFor(t.payload.chunkSize);
@@ -217,6 +222,23 @@ async function assembleChunk(ctx: AssemblyContext, w: PlannedChunk): Promise<Ass
   // A lookup key matched a different block (or a reused block changed between its check and the
   // chunk's hash): take the chunk whole, checked against its signed stored hash like a full install.
   return refetched(ctx, t, chunk);
+}
+
+/**
+ * Whether the target slot already holds `data` at the chunk's place. Nothing but this chunk writes
+ * there, so what is read now is what stays; a flash medium reads far faster than it writes, and
+ * free space is most of a root image.
+ */
+async function holdsAlready(ctx: AssemblyContext, t: PayloadTarget, chunk: ChunkInfo, data: Buffer): Promise<boolean> {
+  if (!t.target) return false;
+  const pool = ctx.poolFor(t.payload.chunkSize);
+  const there = pool.take(chunk.imageSize);
+  try {
+    await t.target.readInto(there, 0, chunk.imageSize, chunk.imageOffset);
+    return there.equals(data);
+  } finally {
+    pool.give(there);
+  }
 }
 
 async function refetched(ctx: AssemblyContext, t: PayloadTarget, chunk: ChunkInfo): Promise<Assembled> {
