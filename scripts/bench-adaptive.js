@@ -175,7 +175,7 @@ try {
     const first = await served(`${tag}first install, no slot index (full download; the index is built meanwhile)`, () => install(srv, slots, true));
     if (first.result.method === 'adaptive') throw new Error('the first install went adaptive without an index');
     for (let i = 0; !existsSync(indexFile); i++) {
-      if (i > 600) throw new Error('the slot index was not built within 60 s of the first install');
+      if (i > 1800) throw new Error('the slot index was not built within 180 s of the first install');
       await new Promise((r) => setTimeout(r, 100));
     }
     const later = [];

@@ -46,8 +46,13 @@ export interface AdaptiveContext {
 
 export { buildSlotIndexInBackground, slotIndexPath } from './slot-index-builds.js';
 
-/** Pace of an index of the running slot built during a full download because none was there. */
-const DOWNLOAD_INDEX_PACE = 64 * 1024 * 1024;
+/**
+ * Pace of an index of the running slot built during a full download because none was there: the
+ * idle build's default pace, so that the build (sha256 of every block, on the main thread) takes a
+ * few percent of it and the install stays as fast as a full one; what is left of the build goes on
+ * after the download.
+ */
+const DOWNLOAD_INDEX_PACE = 16 * 1024 * 1024;
 
 export async function tryAdaptiveDownload(ctx: AdaptiveContext): Promise<AdaptiveStats | null> {
   const { manifest } = ctx.header;

@@ -1,5 +1,5 @@
 import type { ClientRequestArgs } from 'node:http';
-import { Agent, request } from 'node:https';
+import { Agent, request, type RequestOptions } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { DownloadAgent } from '../download/download-agent.js';
 import type { ProxySetting } from '../download/proxy.js';
@@ -127,6 +127,13 @@ class RangeAgent extends Agent {
 
   override createConnection(options: ClientRequestArgs, callback?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
     return this.opener.createConnection(options, callback);
+  }
+
+  // One agent, one trust setting: the pool's key leaves out the CA list, which node's https agent
+  // would otherwise join into the key (some 150 roots, 200 KiB) at every call: measured, 3 s of CPU
+  // and 365 MB of strings for the 556 ranges of the release pair.
+  override getName(options?: RequestOptions): string {
+    return super.getName({ ...options, ca: undefined });
   }
 
   override destroy(): void {
