@@ -71,7 +71,9 @@ export async function benchHub(log) {
     server = await serveDirectory(files);
     await writeFile(join(dir, 'extra.json'), JSON.stringify({ progressIntervalSeconds: 1 }));
     sim = spawn(process.execPath, [bin, 'simulate', '--dir', join(dir, 'pi'), '--hub-dir', join(dir, 'hub'), '--device', 'bench-pi', '--pubkey', join(dir, 'piota.pub'),
-      '--download-ca', server.ca, '--slot-size', '8M', '--version', '1.0.0', '--daemon-config', join(dir, 'extra.json')], { stdio: ['ignore', 'ignore', 'inherit'] });
+      '--download-ca', server.ca, '--slot-size', '8M', '--version', '1.0.0', '--daemon-config', join(dir, 'extra.json')],
+      // The node options systemd/piota.service gives the daemon (the simulator passes its environment on).
+      { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_OPTIONS: '--max-semi-space-size=1' } });
     const registry = serviceRegistry(hub.info);
     const client = serviceClient(hub.info);
     const reported = async () => (await registry.getTwin('bench-pi')).responseBody.properties.reported;

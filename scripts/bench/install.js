@@ -12,6 +12,9 @@ const MiB = 1024 * 1024;
 const child = fileURLToPath(new URL('./install-child.js', import.meta.url));
 
 /** One size: every method `rounds` times, interleaved. Returns { rows, samples, slotKind, bundleSize }. */
+/** The node options systemd/piota.service runs the daemon with (its NODE_OPTIONS). */
+const DAEMON_NODE_FLAGS = ['--max-semi-space-size=1'];
+
 export async function benchInstall(sizeMiB, rounds, log, only = null) {
   const dir = await mkdtemp(join(tmpdir(), 'piota-bench-install-'));
   let server;
@@ -31,8 +34,8 @@ export async function benchInstall(sizeMiB, rounds, log, only = null) {
       tools && { name: 'sha256 of the image (openssl)', key: 'sha256', argv: ['openssl', 'dgst', '-sha256', image] },
       tools && { name: 'disk only (dd oflag=direct)', key: 'disk', argv: ['sh', '-c', `dd if=${image} ${dd.slice(3)}`] },
       tools && { name: '`curl \\| tee >(openssl dgst -sha256) \\| dd oflag=direct`', key: 'pipeline', argv: ['bash', '-c', `${curl} | tee >(openssl dgst -sha256 > /dev/null) | ${dd}`] },
-      { name: "piota's daemon path (HTTPS → verifier → slot, synced)", key: 'piota', argv: [process.execPath, child, url, server.ca, join(dir, 'trusted.pub'), slot.path] },
-      { name: "piota's daemon path + read-back", key: 'piotaReadback', argv: [process.execPath, child, url, server.ca, join(dir, 'trusted.pub'), slot.path, '--readback'] },
+      { name: "piota's daemon path (HTTPS → verifier → slot, synced)", key: 'piota', argv: [process.execPath, ...DAEMON_NODE_FLAGS, child, url, server.ca, join(dir, 'trusted.pub'), slot.path] },
+      { name: "piota's daemon path + read-back", key: 'piotaReadback', argv: [process.execPath, ...DAEMON_NODE_FLAGS, child, url, server.ca, join(dir, 'trusted.pub'), slot.path, '--readback'] },
     ].filter((m) => m && (!only || only.has(m.key)));
     const results = new Map(methods.map((m) => [m, []]));
     for (let r = 0; r < rounds; r++) {
