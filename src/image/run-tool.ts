@@ -7,6 +7,12 @@ export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   /** Resolve with the result instead of throwing when the tool exits non-zero. */
   allowFailure?: boolean;
+  /**
+   * A short tool that changes the kernel's state (attaching a loop device, mounting): a signal lets
+   * it finish rather than stopping it, so that what it made is known and can be undone. Stopped
+   * half-way, `losetup --find --show` may attach a device and die before it names it.
+   */
+  finishOnSignal?: boolean;
 }
 
 export interface RunResult {
@@ -16,16 +22,20 @@ export interface RunResult {
 }
 
 /** Tools running now, so that a signal can stop them before their loop devices are detached. */
-const running = new Set<ReturnType<typeof spawn>>();
+const running = new Map<ReturnType<typeof spawn>, { finishOnSignal: boolean }>();
 
-/** Stops every tool still running (SIGTERM) and resolves when they have exited. */
+/**
+ * Stops every tool still running (SIGTERM), lets those marked `finishOnSignal` finish, and
+ * resolves when all have exited.
+ */
 export async function stopRunningTools(): Promise<void> {
   await Promise.all(
     [...running].map(
-      (child) =>
+      ([child, how]) =>
         new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
           child.once('close', () => resolve());
-          child.kill('SIGTERM');
+          if (!how.finishOnSignal) child.kill('SIGTERM');
         }),
     ),
   );
@@ -38,7 +48,7 @@ export async function stopRunningTools(): Promise<void> {
 export function runTool(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env });
-    running.add(child);
+    running.set(child, { finishOnSignal: options.finishOnSignal ?? false });
     const out: Buffer[] = [];
     let err = '';
     child.stdout.on('data', (c: Buffer) => out.push(c));

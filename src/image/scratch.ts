@@ -14,6 +14,11 @@ export class Scratch {
   private readonly aborts: (() => Promise<unknown>)[] = [];
   /** Attaches and mounts under way: a signal that comes meanwhile waits for them, then undoes them too. */
   private readonly inflight = new Set<Promise<unknown>>();
+  /**
+   * Files this command writes through loop devices (its own output, which nothing else uses):
+   * release() detaches any device still over them, also one that an attach made and never named.
+   */
+  private readonly loopFiles = new Set<string>();
 
   private track<T>(work: () => Promise<T>): Promise<T> {
     const op = work();
@@ -26,8 +31,9 @@ export class Scratch {
   async loop(file: string, offset: number, length: number, writable: boolean): Promise<string> {
     const args = ['--find', '--show', '--offset', String(offset), '--sizelimit', String(length)];
     if (!writable) args.push('--read-only');
+    if (writable) this.loopFiles.add(file);
     return this.track(async () => {
-      const dev = (await toolText('losetup', [...args, file])).trim();
+      const dev = (await toolText('losetup', [...args, file], { finishOnSignal: true })).trim();
       this.undo.push(() => runTool('losetup', ['--detach', dev], { allowFailure: true }));
       return dev;
     });
@@ -37,7 +43,7 @@ export class Scratch {
   async mount(device: string, at: string, options = 'rw'): Promise<string> {
     await mkdir(at, { recursive: true });
     return this.track(async () => {
-      await runTool('mount', ['-t', 'ext4', '-o', options, device, at]);
+      await runTool('mount', ['-t', 'ext4', '-o', options, device, at], { finishOnSignal: true });
       this.undo.push(() => runTool('umount', [at], { allowFailure: true }));
       return at;
     });
@@ -61,6 +67,13 @@ export class Scratch {
     while (this.undo.length > 0) {
       const step = this.undo.pop()!;
       await step().catch(() => undefined);
+    }
+    // Any device over those files that this Scratch never learnt of (an attach that failed late).
+    for (const file of this.loopFiles) {
+      const left = await toolText('losetup', ['--list', '--noheadings', '--output', 'NAME', '--associated', file], { allowFailure: true }).catch(() => '');
+      for (const dev of left.split('\n').map((l) => l.trim()).filter(Boolean)) {
+        await runTool('losetup', ['--detach', dev], { allowFailure: true }).catch(() => undefined);
+      }
     }
   }
 
