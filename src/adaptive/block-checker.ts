@@ -1,4 +1,4 @@
-import { Worker } from 'node:worker_threads';
+import { WorkerCalls } from '../install/worker-calls.js';
 
 // The worker's whole program: re-hash the listed blocks of a chunk against their index keys and,
 // when all hold, hash the whole chunk; in place, over a shared buffer. Inline, so the same code runs
@@ -42,48 +42,21 @@ export interface CheckResult {
  * serves one install; it never keeps the process alive, and `close` ends it.
  */
 export class BlockChecker {
-  private readonly worker: Worker;
-  private readonly pending = new Map<number, { resolve: (r: CheckResult) => void; reject: (err: Error) => void }>();
-  private next = 0;
-  private failure: Error | null = null;
-
-  constructor() {
-    this.worker = new Worker(PROGRAM, { eval: true, resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 } });
-    this.worker.unref();
-    this.worker.on('message', (m: { id: number; bad?: number[]; sha256?: Uint8Array | null; error?: string }) => {
-      const call = this.pending.get(m.id);
-      if (!call) return;
-      this.pending.delete(m.id);
-      if (m.error !== undefined) call.reject(new Error(`the block checker failed: ${m.error}`));
-      else call.resolve({ bad: m.bad ?? [], sha256: m.sha256 ? Buffer.from(m.sha256.buffer, m.sha256.byteOffset, m.sha256.length) : null });
-    });
-    const fail = (err: Error) => {
-      this.failure ??= err;
-      for (const call of this.pending.values()) call.reject(err);
-      this.pending.clear();
-    };
-    this.worker.on('error', fail);
-    this.worker.on('exit', (code) => fail(new Error(`the block checker exited (code ${code})`)));
-  }
+  private readonly calls = new WorkerCalls<{ bad: number[]; sha256: Uint8Array | null }>(PROGRAM, 'the block checker', { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 });
 
   /**
    * Checks `blocks` (numbers within the chunk, each `blockSize` bytes of `chunk`) against `keys`
    * (keyBytes per listed block, in the same order), then hashes the whole chunk. `chunk` must lie
    * over a SharedArrayBuffer (AlignedBufferPool with `shared`).
    */
-  check(chunk: Buffer, blockSize: number, blocks: Int32Array, keys: Uint8Array, keyBytes: number): Promise<CheckResult> {
-    if (!(chunk.buffer instanceof SharedArrayBuffer)) return Promise.reject(new Error('the block checker hashes shared buffers only'));
-    if (keys.length !== blocks.length * keyBytes) return Promise.reject(new Error(`${blocks.length} blocks to check but ${keys.length} key bytes`));
-    if (this.failure) return Promise.reject(this.failure);
-    const id = this.next++;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ id, buffer: chunk.buffer, offset: chunk.byteOffset, length: chunk.length, blockSize, blocks, keys, keyBytes });
-    });
+  async check(chunk: Buffer, blockSize: number, blocks: Int32Array, keys: Uint8Array, keyBytes: number): Promise<CheckResult> {
+    if (!(chunk.buffer instanceof SharedArrayBuffer)) throw new Error('the block checker hashes shared buffers only');
+    if (keys.length !== blocks.length * keyBytes) throw new Error(`${blocks.length} blocks to check but ${keys.length} key bytes`);
+    const m = await this.calls.call({ buffer: chunk.buffer, offset: chunk.byteOffset, length: chunk.length, blockSize, blocks, keys, keyBytes });
+    return { bad: m.bad, sha256: m.sha256 ? Buffer.from(m.sha256.buffer, m.sha256.byteOffset, m.sha256.length) : null };
   }
 
-  async close(): Promise<void> {
-    this.failure ??= new Error('the block checker was closed');
-    await this.worker.terminate();
+  close(): Promise<void> {
+    return this.calls.close();
   }
 }
