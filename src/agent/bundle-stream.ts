@@ -8,7 +8,6 @@ import { redactUri } from './redact-uri.js';
 /** What the first request asks for: the header of any bundle of a few GiB fits (4 GiB in 4 MiB chunks: about 150 KiB of manifest; more is fetched). */
 export const FIRST_REQUEST_BYTES = 64 * 1024;
 
-
 /**
  * A bundle read from byte 0 as one stream, over as many HTTP requests as it takes to send only the
  * bytes the install needs. The first asks for the first FIRST_REQUEST_BYTES (the header); once the
@@ -27,7 +26,10 @@ export class BundleStream {
   private position = 0;
   /** Bytes the current response has left (Infinity for a response to the file's end). */
   private left = Infinity;
-  private limit = Infinity;
+  /** No read goes past this byte: the one `endAt` gave, or the file's end once a response showed it. */
+  private end = Infinity;
+  /** Set by destroy(): every later read is empty. */
+  private destroyed = false;
   /** The first response: its size, validator and whether the server honoured Range. */
   first!: DownloadResponse;
 
@@ -49,7 +51,7 @@ export class BundleStream {
 
   /** Reads stop at byte `end` of the file: later requests ask for no byte past it. */
   endAt(end: number): void {
-    this.limit = end;
+    this.end = end;
   }
 
   /** The next read starts at byte `offset` (a resume): the current response is dropped unless it is already there. */
@@ -62,9 +64,9 @@ export class BundleStream {
   /** Fills `into` from its start; resolves with the count, less than into.length only at the end (endAt, or the file's). */
   async readInto(into: Buffer): Promise<number> {
     let filled = 0;
-    while (filled < into.length && this.position < this.limit) {
+    while (!this.destroyed && filled < into.length && this.position < this.end) {
       if (!this.current) await this.continueAt(this.position);
-      const want = Math.min(into.length - filled, this.limit - this.position, this.left);
+      const want = Math.min(into.length - filled, this.end - this.position, this.left);
       const n = await this.current!.reader.fill(into.subarray(filled, filled + want));
       filled += n;
       this.position += n;
@@ -72,7 +74,7 @@ export class BundleStream {
       if (n < want) {
         // The response reached its declared end before what was asked: the file ends there.
         this.drop();
-        this.limit = this.position;
+        this.end = this.position;
         break;
       }
       if (this.left === 0) this.drop(); // a ranged response done: the next read continues
@@ -85,8 +87,8 @@ export class BundleStream {
   }
 
   destroy(): void {
+    this.destroyed = true;
     this.drop();
-    this.limit = this.position;
   }
 
   /** The validator of the file as first fetched (for If-Range, and the adaptive download's ranges). */
@@ -100,12 +102,12 @@ export class BundleStream {
     this.left = Infinity;
   }
 
-  /** Asks for bytes offset..limit-1 of the file as first fetched. */
+  /** Asks for bytes offset..end-1 of the file as first fetched. */
   private async continueAt(offset: number): Promise<void> {
     const response = await this.open({
       ...this.request,
       start: offset,
-      ...(this.limit === Infinity ? {} : { end: this.limit }),
+      ...(this.end === Infinity ? {} : { end: this.end }),
       ifRange: this.first.validator ?? undefined,
       expectedTotal: this.first.totalSize ?? undefined,
     });
@@ -114,6 +116,6 @@ export class BundleStream {
       throw new DownloadError('fileChanged', `${redactUri(this.request.url)} changed on the server while it was read; starting again from its header`, true);
     }
     this.current = { response, reader: new ByteReader(response.body) };
-    this.left = this.limit === Infinity ? Infinity : this.limit - offset;
+    this.left = this.end === Infinity ? Infinity : this.end - offset;
   }
 }

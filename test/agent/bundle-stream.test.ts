@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createBundle } from '../../src/bundle/create.js';
 import { readBundleFileHeader } from '../../src/bundle/inspect.js';
 import { generateKeyPair } from '../../src/bundle/keys.js';
-import { FIRST_REQUEST_BYTES } from '../../src/agent/bundle-stream.js';
+import { BundleStream, FIRST_REQUEST_BYTES } from '../../src/agent/bundle-stream.js';
 import { downloadToSlot } from '../../src/agent/download-to-slot.js';
 import type { UpdateRecord } from '../../src/agent/device-state.js';
 import { openDownload } from '../../src/download/https-source.js';
@@ -111,5 +111,33 @@ describe('the bytes a bundle download asks for', () => {
       server.faults.replaceAfter = undefined;
       server.add('f2.piota', join(dir, 'f2.piota'));
     }
+  });
+
+  it('reads across requests up to endAt, stops at the file\'s end, and reads nothing once destroyed', async () => {
+    const file = await readFile(join(dir, 'f2.piota'));
+    const stream = new BundleStream(openDownload, { url: server.url('f2.piota'), ca: server.ca, proxy: null }, FIRST_REQUEST_BYTES);
+    await stream.start();
+    const into = Buffer.alloc(FIRST_REQUEST_BYTES + 1000);
+    // Past the first response: the rest comes from a second request, byte for byte.
+    expect(await stream.readInto(into)).toBe(into.length);
+    expect(into.equals(file.subarray(0, into.length))).toBe(true);
+    // endAt within the next read: the read stops there.
+    stream.endAt(into.length + 10);
+    expect(await stream.readInto(Buffer.alloc(100))).toBe(10);
+    expect(await stream.readInto(Buffer.alloc(100))).toBe(0);
+
+    const whole = new BundleStream(openDownload, { url: server.url('f2.piota'), ca: server.ca, proxy: null }, FIRST_REQUEST_BYTES);
+    await whole.start();
+    const all = Buffer.alloc(file.length + 4096);
+    expect(await whole.readInto(all)).toBe(file.length);
+    expect(all.subarray(0, file.length).equals(file)).toBe(true);
+
+    const dropped = new BundleStream(openDownload, { url: server.url('f2.piota'), ca: server.ca, proxy: null }, FIRST_REQUEST_BYTES);
+    await dropped.start();
+    expect(await dropped.readInto(Buffer.alloc(100))).toBe(100);
+    dropped.destroy();
+    const before = server.requests.length;
+    expect(await dropped.readInto(Buffer.alloc(100))).toBe(0);
+    expect(server.requests.length).toBe(before);
   });
 });
