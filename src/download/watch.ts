@@ -35,6 +35,7 @@ export class DownloadWatch {
   private lastLive = 0;
   private lastByteAt = 0;
   private expected: number | null = null;
+  /** Body bytes the caller has read; `arrived` also counts those the socket holds, not yet read. */
   private received = 0;
   private waitedMs = 0;
   private waitingSince: number | null = null;
@@ -54,7 +55,7 @@ export class DownloadWatch {
     if (deadlineMs !== undefined) {
       this.every(deadlineMs, () => {
         const of = this.expected === null ? '' : ` of ${this.expected}`;
-        this.trip(new DownloadError('deadlineExceeded', `the download from ${host} did not finish within ${seconds(deadlineMs)} s (${this.received}${of} bytes received)`, true));
+        this.trip(new DownloadError('deadlineExceeded', `the download from ${host} did not finish within ${seconds(deadlineMs)} s (${this.arrived}${of} bytes received)`, true));
       }, false);
     }
   }
@@ -134,8 +135,7 @@ export class DownloadWatch {
   private check(): void {
     const now = Date.now();
     const { idleTimeoutMs, minSpeed } = this.limits;
-    // Bytes as they arrive, not as reads complete: one read may wait for megabytes on a slow link.
-    const live = Math.max(this.received, (this.body?.bytesIn ?? 0) - this.baseBytesIn);
+    const live = this.arrived;
     if (live > this.lastLive) {
       this.lastLive = live;
       this.lastByteAt = now;
@@ -162,6 +162,11 @@ export class DownloadWatch {
         ),
       );
     }
+  }
+
+  /** Body bytes as they arrive, not as reads complete: one read may wait for megabytes on a slow link. */
+  private get arrived(): number {
+    return Math.max(this.received, (this.body?.bytesIn ?? 0) - this.baseBytesIn);
   }
 
   private trip(err: DownloadError): void {
