@@ -35,7 +35,7 @@ afterAll(async () => {
   await removeDir(dir);
 });
 
-describe('the daemon behind a proxy', () => {
+describe('the daemon behind a proxy', { timeout: 120_000 }, () => {
   it('reaches the hub over mqtt-ws and downloads through the proxy, as configured', async () => {
     const id = 'proxied-pi';
     const stateDir = join(dir, id, 'state');
@@ -74,7 +74,7 @@ describe('the daemon behind a proxy', () => {
       expect(hub.connectedDevices()).toContain(id);
       // IoT Hub answers 404 while it does not have the device's method subscription yet; callers retry.
       const { result } = await waitFor('the device to take the method', () =>
-        serviceClient(hub.info).invokeDeviceMethod(id, { methodName: 'firmwareUpdate', payload: { fwPackageUri: files.url('fw.piota') }, responseTimeoutInSeconds: 10 }), 20_000);
+        serviceClient(hub.info).invokeDeviceMethod(id, { methodName: 'firmwareUpdate', payload: { fwPackageUri: files.url('fw.piota') }, responseTimeoutInSeconds: 30 }), 45_000);
       expect((result as { status: number }).status).toBe(200);
       // Downloaded and read back (the stand-in firmware never reboots: the update waits in applying).
       await waitFor('the download through the proxy', async () => {
