@@ -15,7 +15,10 @@ export interface HubClient {
   onMethod(name: string, call: (payload: unknown, respond: (status: number, payload: unknown) => Promise<void>) => void): void;
   /** The connection dropped after open() succeeded. */
   onDisconnect(listener: () => void): void;
-  /** Errors the client reports outside any call (logged only). */
+  /**
+   * Errors the client reports outside any call: the SDK's way of saying that a feature (direct
+   * methods, desired-property updates) could not be enabled, so the connection is up but deaf to it.
+   */
   onError(listener: (err: Error) => void): void;
   open(): Promise<void>;
   getTwin(): Promise<HubTwin>;
@@ -69,16 +72,23 @@ export function sdkClientFactory(settings: SdkClientSettings): HubClientFactory 
     const webSocketAgent = ws ? new DownloadAgent({ extraCa: settings.ca, proxy: settings.proxy, connectTimeoutMs: settings.tunnelTimeoutMs ?? 30_000 }) : undefined;
     const options = { ...(settings.ca ? { ca: settings.ca } : {}), ...(webSocketAgent ? { mqtt: { webSocketAgent } } : {}) };
     let configured: Promise<unknown> | undefined;
+    const errorListeners: ((err: Error) => void)[] = [];
     return {
       onMethod: (name, call) => sdk.onDeviceMethod(name, (request, response) => call(request.payload, (status, payload) => response.send(status, payload))),
       onDisconnect: (listener) => void sdk.on('disconnect', listener),
-      onError: (listener) => void sdk.on('error', listener),
+      onError: (listener) => {
+        errorListeners.push(listener);
+        sdk.on('error', listener);
+      },
       open: async () => {
         if (Object.keys(options).length > 0) await (configured ??= sdk.setOptions(options));
         await sdk.open();
       },
       getTwin: async () => {
         const twin = await sdk.getTwin();
+        // The twin emits 'error' when desired-property updates cannot be enabled: an EventEmitter
+        // 'error' without a listener would throw out of the SDK's callback and end the process.
+        twin.on('error', (err: Error) => errorListeners.forEach((listener) => listener(err)));
         const reported = twin.properties.reported as unknown as { update(patch: unknown, done: (err?: Error) => void): void };
         return {
           updateReported: (patch) => new Promise<void>((ok, fail) => reported.update(patch, (err) => (err ? fail(err) : ok()))),

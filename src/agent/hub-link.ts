@@ -50,8 +50,12 @@ export class HubLink extends EventEmitter<{ twinRead: []; desired: [desired: Rec
   private generation = 0;
   private stopped = false;
   private attempt = 0;
+  /** Connections that came up but lost a feature: never reset, so a hub that always refuses one is retried at most once a maxBackoffMs. */
+  private lostFeatures = 0;
   private retryTimer: NodeJS.Timeout | null = null;
   private connecting = false;
+  /** A rebuild asked for while a connect was under way (a drop or lost feature during it): done after it. */
+  private rebuildAfterConnect = false;
   private methods: Record<string, MethodHandler> = {};
   private readonly stopping = new AbortController();
   private readonly createClient: HubClientFactory;
@@ -119,7 +123,11 @@ export class HubLink extends EventEmitter<{ twinRead: []; desired: [desired: Rec
   }
 
   private async connect(): Promise<void> {
-    if (this.stopped || this.connecting) return;
+    if (this.stopped) return;
+    if (this.connecting) {
+      this.rebuildAfterConnect = true;
+      return;
+    }
     this.connecting = true;
     try {
       await this.options.waitForPlausibleClock(this.stopping.signal);
@@ -128,7 +136,15 @@ export class HubLink extends EventEmitter<{ twinRead: []; desired: [desired: Rec
       const generation = ++this.generation;
       const client = this.createClient();
       this.client = client;
-      client.onError((err) => this.options.logger.warn({ err: err.message }, 'hub link error'));
+      client.onError((err) => {
+        // A feature the daemon lives by (firmwareUpdate, desired updates) is off on this connection:
+        // rebuild it, as after a drop, rather than stay connected and deaf.
+        if (generation !== this.generation || this.stopped) return;
+        const delay = this.backoff(this.lostFeatures++);
+        this.options.logger.warn({ err: err.message, retryInMs: delay }, 'the hub link lost direct methods or desired updates; rebuilding it');
+        this.twin = null;
+        this.schedule(delay);
+      });
       client.onDisconnect(() => {
         if (generation !== this.generation || this.stopped) return;
         this.options.logger.warn('disconnected from the hub; reconnecting');
@@ -158,6 +174,10 @@ export class HubLink extends EventEmitter<{ twinRead: []; desired: [desired: Rec
       this.schedule(delay);
     } finally {
       this.connecting = false;
+      if (this.rebuildAfterConnect) {
+        this.rebuildAfterConnect = false;
+        this.reconnectSoon();
+      }
     }
   }
 
@@ -189,10 +209,10 @@ export class HubLink extends EventEmitter<{ twinRead: []; desired: [desired: Rec
     }, delayMs);
   }
 
-  private backoff(): number {
+  /** The next retry's delay (jittered, doubling up to maxBackoffMs); counts an attempt unless `nth` is given. */
+  private backoff(nth = this.attempt++): number {
     const max = this.options.maxBackoffMs ?? 60_000;
-    const base = Math.min(max, 1000 * 2 ** Math.min(this.attempt, 16));
-    this.attempt++;
+    const base = Math.min(max, 1000 * 2 ** Math.min(nth, 16));
     return Math.round(base / 2 + Math.random() * (base / 2));
   }
 

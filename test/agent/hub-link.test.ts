@@ -29,6 +29,7 @@ class FakeClient implements HubClient {
   readonly methods = new Map<string, MethodCall>();
   readonly patches: Record<string, unknown>[] = [];
   private readonly dropListeners: (() => void)[] = [];
+  private readonly errorListeners: ((err: Error) => void)[] = [];
   private readonly desiredListeners: ((desired: Record<string, unknown>) => void)[] = [];
   closed = false;
 
@@ -39,7 +40,9 @@ class FakeClient implements HubClient {
   onDisconnect(listener: () => void): void {
     this.dropListeners.push(listener);
   }
-  onError(): void {}
+  onError(listener: (err: Error) => void): void {
+    this.errorListeners.push(listener);
+  }
   open(): Promise<void> {
     return this.script.open?.() ?? Promise.resolve();
   }
@@ -75,6 +78,10 @@ class FakeClient implements HubClient {
   /** The network drops the connection. */
   drop(): void {
     for (const listener of this.dropListeners) listener();
+  }
+  /** The SDK says a feature could not be enabled (its 'error' event): the connection stays up, deaf to it. */
+  fail(err: Error): void {
+    for (const listener of this.errorListeners) listener(err);
   }
 }
 
@@ -148,6 +155,36 @@ describe('HubLink with a fake client', () => {
     await new Promise((r) => setTimeout(r, 60));
     expect(link.connected).toBe(true);
     expect(clients).toHaveLength(2);
+  });
+
+  it('rebuilds the link when the client says direct methods could not be enabled; an error from a discarded client changes nothing', async () => {
+    const { link, clients, twinReads } = await connectedLink([{}]);
+    clients[0].fail(new Error('subscribe to $iothub/methods/POST/# timed out'));
+    expect(link.connected).toBe(false);
+    await eventually(() => twinReads() === 2, 3000, 'the twin read on the rebuilt link');
+    expect(clients).toHaveLength(2);
+    expect(clients[0].closed).toBe(true);
+    clients[0].fail(new Error('late'));
+    await new Promise((r) => setTimeout(r, 60));
+    expect(link.connected).toBe(true);
+    expect(clients).toHaveLength(2);
+  });
+
+  it('a drop while the open is under way: once that connect ends, the link is rebuilt, not left on the dropped client', async () => {
+    let release!: () => void;
+    const opened = new Promise<void>((r) => (release = r));
+    const { factory, clients } = fakes({ open: () => opened }, {});
+    const { link, twinReads } = fastLink(factory, { openTimeoutMs: 5000 });
+    link.start();
+    await eventually(() => clients.length === 1, 2000, 'the first client');
+    clients[0].drop();
+    // The retry comes (maxBackoffMs 20) while the first connect still waits for its open.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(clients).toHaveLength(1);
+    release();
+    await eventually(() => clients.length === 2 && twinReads() === 2, 3000, 'a second client after the first connect ended');
+    expect(clients[0].closed).toBe(true);
+    expect(link.connected).toBe(true);
   });
 
   it('rebuilds the client when the twin request is never answered', async () => {
