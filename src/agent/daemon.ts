@@ -6,6 +6,7 @@ import { TrybootBackend } from '../boot/tryboot.js';
 import { openDownload } from '../download/https-source.js';
 import { hashPartition, openPartitionForWrite, partitionSize } from '../slots/index.js';
 import { notifyReady, notifyStatus, notifyStopping, startWatchdogPings } from '../os/systemd-notify.js';
+import { systemShuttingDown } from '../os/system-shutdown.js';
 import { applyWindowGate } from './apply-window.js';
 import { ClockFloor } from './clock-floor.js';
 import { systemClock, type Clock } from './clock.js';
@@ -210,6 +211,9 @@ async function startHoldingLock(
       flushReports: (ms) => sync.flush(ms),
       hubReached,
       applyWindowOpen: (update, signal) => windowGate.waitUntilOpen(update, signal),
+      // Asked of systemd only when it runs this daemon as a service (a simulated Pi on a developer's
+      // machine must not read the host's own shutdown as its reboot).
+      shutdownUnderWay: systemd && process.env.NOTIFY_SOCKET ? () => systemShuttingDown() : async () => false,
     },
   });
 

@@ -17,7 +17,7 @@ function sha256(b: Buffer) {
 }
 
 /** A runner on fakes; `log` records saves (with the phase saved) and boot calls, in order. */
-function harness(state: DeviceState, opts: { booted?: 'A' | 'B'; hubReached?: boolean; storage?: MemoryStorage; windowOpen?: () => Promise<void>; failSaves?: { count: number } } = {}) {
+function harness(state: DeviceState, opts: { booted?: 'A' | 'B'; hubReached?: boolean; storage?: MemoryStorage; windowOpen?: () => Promise<void>; failSaves?: { count: number }; shutdownUnderWay?: () => Promise<boolean> } = {}) {
   const log: string[] = [];
   const boot = new FakeBoot(opts.booted ?? 'A', 'A', opts.booted === 'B');
   const clock = new FakeClock();
@@ -35,6 +35,7 @@ function harness(state: DeviceState, opts: { booted?: 'A' | 'B'; hubReached?: bo
     storage,
     hubReached: opts.hubReached ? Promise.resolve() : new Promise(() => undefined),
     applyWindowOpen: opts.windowOpen ?? (async () => undefined),
+    shutdownUnderWay: opts.shutdownUnderWay ?? (async () => false),
   });
   const saves: Phase[] = [];
   let statusChanges = 0;
@@ -82,6 +83,27 @@ describe('the update runner, row by row', () => {
     // The failed trial left [tryboot] on the committed slot.
     expect(h.boot.tryboot).toBe('A');
     expect(h.log.at(-2)).toBe('boot:clearTrial');
+  });
+
+  it('rebooting: a reboot late past rebootTimeoutSeconds while the system is shutting down is waited for, and fails only once the shutdown is gone', async () => {
+    const state = stateWith(updateIn('rebooting', { bundle: bundle(image) }));
+    let checks = 0;
+    const h = harness(state, { shutdownUnderWay: async () => ++checks <= 3 });
+    await runToEnd(state, h, false);
+    expect(h.clock.naps).toEqual([testConfig().rebootTimeoutSeconds * 1000, 10_000, 10_000, 10_000]);
+    expect(state.update!.error).toEqual({ code: 'rebootFailed', message: `the trial reboot into slot B was requested but did not happen within ${testConfig().rebootTimeoutSeconds + 30} s` });
+  });
+
+  it('rebooting: while the shutdown is under way nothing points [tryboot] back; the stop it brings leaves the phase to resume', async () => {
+    const state = stateWith(updateIn('rebooting', { bundle: bundle(image) }));
+    let checks = 0;
+    const h = harness(state, { shutdownUnderWay: async () => (++checks, true) });
+    h.runner.start(false);
+    await until(() => checks >= 5);
+    await h.runner.stop();
+    expect(state.update!.phase).toBe('rebooting');
+    expect(h.boot.calls).toEqual(['startTrial B']);
+    expect(h.boot.tryboot).toBe('B');
   });
 
   it('verifying fails with readbackMismatch when the medium holds other bytes', async () => {

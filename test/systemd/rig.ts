@@ -12,6 +12,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export interface RootSpec {
   suite: string;
@@ -212,4 +213,29 @@ function runToEnd(command: string, args: readonly string[], timeoutMs: number): 
       resolve({ code, output, timedOut });
     });
   });
+}
+
+const repo = fileURLToPath(new URL('../..', import.meta.url));
+
+/**
+ * piota's `files` (paths from the repository root, under src/) as the build emits them
+ * (tsconfig.build.json), compiled from the current sources with only what they import, so a test
+ * never runs a stale dist/ nor depends on the rest of the tree compiling. Returns a directory to
+ * bind into the container: its dist/ mirrors src/.
+ */
+export async function compileForGuest(files: readonly string[]): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'piota-rig-build-'));
+  await writeFile(join(dir, 'package.json'), JSON.stringify({ type: 'module' }));
+  await writeFile(
+    join(dir, 'tsconfig.json'),
+    JSON.stringify({
+      extends: join(repo, 'tsconfig.build.json'),
+      compilerOptions: { outDir: join(dir, 'dist'), rootDir: join(repo, 'src'), typeRoots: [join(repo, 'node_modules/@types')] },
+      include: [],
+      files: files.map((f) => join(repo, f)),
+    }),
+  );
+  const r = spawnSync(process.execPath, [join(repo, 'node_modules/typescript/bin/tsc'), '-p', dir], { encoding: 'utf8', timeout: 120_000 });
+  if (r.status !== 0) throw new Error(`tsc of ${files.join(', ')} failed:\n${r.stdout}\n${r.stderr}`);
+  return dir;
 }

@@ -1,43 +1,18 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { bootContainer, ensureRoot, rigSkipReason, GUEST_OUT, type BootResult } from './rig.js';
+import { bootContainer, compileForGuest, ensureRoot, rigSkipReason, GUEST_OUT, type BootResult } from './rig.js';
 
 // piota's reboot code, as built, run by Debian trixie's Node.js under trixie's systemd 257 (the systemd
 // of Raspberry Pi OS trixie), booted in systemd-nspawn: the tryboot reboot is accepted and the
 // system reboots with the firmware's argument `0 tryboot`, from the legacy argv that old configs
 // keep as from the new default.
-const repo = fileURLToPath(new URL('../..', import.meta.url));
 const LEGACY = ['systemctl', 'reboot', '0 tryboot'];
 const CURRENT = ['systemctl', 'reboot', '--reboot-argument=0 tryboot'];
 
 const skip = rigSkipReason();
 if (skip) console.warn(`systemd 257 tryboot reboot tests skipped: ${skip}`);
-
-/**
- * piota's reboot code as the build emits it (tsconfig.build.json), compiled from the current sources
- * with only the files it imports, so the test never runs a stale dist/ nor depends on the rest of
- * the tree compiling.
- */
-async function buildRebootCode(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'piota-rig-build-'));
-  await writeFile(join(dir, 'package.json'), JSON.stringify({ type: 'module' }));
-  await writeFile(
-    join(dir, 'tsconfig.json'),
-    JSON.stringify({
-      extends: join(repo, 'tsconfig.build.json'),
-      compilerOptions: { outDir: join(dir, 'dist'), rootDir: join(repo, 'src'), typeRoots: [join(repo, 'node_modules/@types')] },
-      include: [],
-      files: [join(repo, 'src/boot/reboot-command.ts')],
-    }),
-  );
-  const r = spawnSync(process.execPath, [join(repo, 'node_modules/typescript/bin/tsc'), '-p', dir], { encoding: 'utf8', timeout: 120_000 });
-  if (r.status !== 0) throw new Error(`tsc of src/boot/reboot-command.ts failed:\n${r.stdout}\n${r.stderr}`);
-  return dir;
-}
 
 // Records the outcome before the shutdown can stop it: SIGTERM (sent when the reboot stops this
 // unit) is ignored, so systemd waits for the file to be written and the process to exit.
@@ -106,7 +81,7 @@ describe.skipIf(skip !== undefined)('the tryboot reboot under systemd 257 (Debia
   let code: string;
 
   beforeAll(async () => {
-    code = await buildRebootCode();
+    code = await compileForGuest(['src/boot/reboot-command.ts']);
     const r = await ensureRoot();
     root = r.root;
     console.log(r.built ? `built the trixie root in ${r.ms} ms: ${root}` : `reusing the cached trixie root ${root}`);

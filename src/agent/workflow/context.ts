@@ -26,6 +26,8 @@ export interface WorkflowPorts {
   hubReached: Promise<void>;
   /** Resolves when the update may be applied (the maintenance window is open, or none is set). */
   applyWindowOpen(update: UpdateRecord, signal: AbortSignal): Promise<void>;
+  /** true while the system is shutting down: a reboot that was asked for is under way (src/os/system-shutdown.ts). */
+  shutdownUnderWay(): Promise<boolean>;
 }
 
 /** What the daemon's config contributes to every phase, read once at start-up. */

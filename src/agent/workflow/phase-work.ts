@@ -102,11 +102,10 @@ export async function verifying(ctx: PhaseContext): Promise<PhaseOutcome> {
 export async function rebooting(ctx: PhaseContext): Promise<PhaseOutcome> {
   if (ctx.resumed) return { event: 'restarted' };
   const { targetSlot } = ctx.update;
-  const timeoutS = ctx.settings.config.rebootTimeoutSeconds;
   await flushBeforeReboot(ctx);
   await ctx.ports.boot.startTrial(targetSlot);
-  await ctx.ports.clock.sleep(timeoutS * 1000, ctx.signal);
-  throw new UpdateFailure('rebootFailed', `the trial reboot into slot ${targetSlot} was requested but did not happen within ${timeoutS} s`);
+  const waitedS = await awaitRequestedReboot(ctx);
+  throw new UpdateFailure('rebootFailed', `the trial reboot into slot ${targetSlot} was requested but did not happen within ${waitedS} s`);
 }
 
 /** After the trial reboot: the new slot on trial goes on; the old slot means the firmware fell back. */
@@ -164,11 +163,34 @@ export async function committing(ctx: PhaseContext): Promise<PhaseOutcome> {
 export async function rollingBack(ctx: PhaseContext): Promise<PhaseOutcome> {
   const booted = await ctx.ports.boot.bootedSlot();
   if (booted === ctx.update.fromSlot) return { event: 'fellBack' };
-  const timeoutS = ctx.settings.config.rebootTimeoutSeconds;
   if (!ctx.resumed) await flushBeforeReboot(ctx);
   await ctx.ports.boot.reboot();
-  await ctx.ports.clock.sleep(timeoutS * 1000, ctx.signal);
-  throw new UpdateFailure('rebootFailed', `the reboot back into slot ${ctx.update.fromSlot} did not happen within ${timeoutS} s`);
+  const waitedS = await awaitRequestedReboot(ctx);
+  throw new UpdateFailure('rebootFailed', `the reboot back into slot ${ctx.update.fromSlot} did not happen within ${waitedS} s`);
+}
+
+/** How often a reboot that is late but under way is looked at again. */
+const SHUTDOWN_RECHECK_MS = 10_000;
+
+/**
+ * Waits for a reboot that was asked for and accepted; when it returns (it has not happened), the
+ * caller fails the update with rebootFailed. That takes rebootTimeoutSeconds, unless the system is
+ * visibly shutting down by then: a shutdown that is slow to reach this daemon still stops it, and
+ * failing meanwhile would point [tryboot] back at the committed slot just before the trial boot.
+ * Resolves with the seconds waited; SIGTERM (the shutdown arriving) ends it through ctx.signal.
+ */
+async function awaitRequestedReboot(ctx: PhaseContext): Promise<number> {
+  const { clock, logger } = ctx.ports;
+  const started = clock.monotonic();
+  const timeoutS = ctx.settings.config.rebootTimeoutSeconds;
+  await clock.sleep(timeoutS * 1000, ctx.signal);
+  let said = false;
+  while (await ctx.ports.shutdownUnderWay()) {
+    if (!said) logger.warn({ updateId: ctx.update.updateId, rebootTimeoutSeconds: timeoutS }, 'the reboot is taking longer than rebootTimeoutSeconds, but the system is shutting down: waiting for it');
+    said = true;
+    await clock.sleep(SHUTDOWN_RECHECK_MS, ctx.signal);
+  }
+  return Math.round((clock.monotonic() - started) / 100) / 10;
 }
 
 /**

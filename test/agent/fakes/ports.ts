@@ -157,6 +157,7 @@ export function fakePorts(over: Partial<WorkflowPorts> & { boot: FakeBoot; clock
     flushReports: async () => true,
     hubReached: new Promise(() => undefined),
     applyWindowOpen: async () => undefined,
+    shutdownUnderWay: async () => false,
     floor,
     ...over,
   };
