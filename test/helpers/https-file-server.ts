@@ -226,7 +226,7 @@ async function sendBody(source: import('node:fs').ReadStream, res: ServerRespons
           return;
         }
         sent += piece.length;
-        if (!res.write(piece)) await new Promise((resolve) => (res.once('drain', resolve), res.once('close', resolve)));
+        if (!res.write(piece)) await drainOrClose(res);
         if (plan.bytesPerSecond) await new Promise((resolve) => setTimeout(resolve, 50));
       }
     }
@@ -237,4 +237,17 @@ async function sendBody(source: import('node:fs').ReadStream, res: ServerRespons
   } finally {
     source.destroy();
   }
+}
+
+/** Resolves when `res` drains or closes, leaving no listener behind (a long body waits thousands of times). */
+function drainOrClose(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }
