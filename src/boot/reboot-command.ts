@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { systemShuttingDown } from '../os/system-shutdown.js';
 import { BootError } from './backend.js';
 import { currentRebootArgv, rejectsPositionalArgument, rejectsRebootArgumentOption, REBOOT_ARGUMENT_OPTION } from './systemctl-reboot-argv.js';
 
@@ -20,12 +21,16 @@ const stderrLog: RebootLog = (msg, fields) => process.stderr.write(`piota: warni
  * The legacy `systemctl reboot "0 tryboot"` (refused by systemd >= 253) runs as
  * `systemctl reboot "--reboot-argument=0 tryboot"`, with a warning naming both; only a systemctl
  * that says it does not know that option (systemd < 246) gets the configured form instead.
+ *
+ * A command that fails because the shutdown it started got to it first counts as accepted: the
+ * stop of this service signals every process of its cgroup, `systemctl` among them when it is
+ * still waiting for its job; or systemd says the system is already stopping.
  */
 export async function runRebootCommand(argv: readonly string[], options: RebootCommandOptions = {}): Promise<void> {
   const { timeoutMs = 60_000, log = stderrLog } = options;
   if (argv.length === 0 || argv[0] === '') throw new BootError('commandFailed', 'the reboot command is empty');
   const current = currentRebootArgv(argv);
-  if (!current) return check(argv, await run(argv, timeoutMs));
+  if (!current) return settle(argv, await run(argv, timeoutMs), log);
 
   log(`the reboot command passes the reboot argument positionally, which systemd 253 and later refuse ("Too many arguments"); running the ${REBOOT_ARGUMENT_OPTION}= form instead`, {
     configured: argv,
@@ -34,13 +39,15 @@ export async function runRebootCommand(argv: readonly string[], options: RebootC
   const outcome = await run(current, timeoutMs);
   if (outcome.failed && rejectsRebootArgumentOption(outcome.stderr)) {
     log(`this systemctl does not know ${REBOOT_ARGUMENT_OPTION} (systemd older than 246); running the configured form`, { configured: argv, running: argv });
-    return check(argv, await run(argv, timeoutMs));
+    return settle(argv, await run(argv, timeoutMs), log);
   }
-  check(current, outcome);
+  return settle(current, outcome, log);
 }
 
 interface Outcome {
   failed: boolean;
+  /** The signal that ended the command, when it came from elsewhere (not this process's timeout). */
+  signal: string | null;
   stderr: string;
   message: string;
 }
@@ -48,9 +55,20 @@ interface Outcome {
 function run(argv: readonly string[], timeoutMs: number): Promise<Outcome> {
   return new Promise((resolve) => {
     execFile(argv[0], argv.slice(1), { timeout: timeoutMs }, (err, _stdout, stderr) => {
-      resolve({ failed: err !== null, stderr: String(stderr), message: err?.message ?? '' });
+      const signal = err?.signal && !err.killed ? err.signal : null;
+      resolve({ failed: err !== null, signal, stderr: String(stderr), message: err?.message ?? '' });
     });
   });
+}
+
+/** Resolves when the command was accepted, or failed only because the shutdown it began is under way; throws otherwise. */
+async function settle(argv: readonly string[], outcome: Outcome, log: RebootLog): Promise<void> {
+  if (!outcome.failed) return;
+  if (outcome.signal !== null || (await systemShuttingDown())) {
+    log('the reboot command was ended by the shutdown it started; taken as accepted', { command: argv, signal: outcome.signal, stderr: outcome.stderr.trim() });
+    return;
+  }
+  check(argv, outcome);
 }
 
 /** Throws the error a person can act on when the command failed. */

@@ -107,6 +107,23 @@ describe('runRebootCommand', () => {
     expect(await recorded()).toHaveLength(1);
   });
 
+  it('a command ended by a signal from elsewhere (the shutdown it started stopping this service) counts as accepted, and says so', async () => {
+    const program = join(dir, 'systemctl');
+    await writeFile(program, `#!/bin/sh\necho "$@" >> ${JSON.stringify(calls)}\nkill -TERM $$\n`);
+    await chmod(program, 0o755);
+    await runRebootCommand([program, 'reboot', '--reboot-argument=0 tryboot'], { log });
+    expect(logs).toEqual([{ msg: 'the reboot command was ended by the shutdown it started; taken as accepted', fields: { command: [program, 'reboot', '--reboot-argument=0 tryboot'], signal: 'SIGTERM', stderr: '' } }]);
+  });
+
+  it('a command that outlives its timeout is killed by us: that is a failure, not a shutdown', async () => {
+    const program = join(dir, 'systemctl');
+    await writeFile(program, `#!/bin/sh\nexec sleep 5\n`);
+    await chmod(program, 0o755);
+    const err = await runRebootCommand([program, 'reboot', '--reboot-argument=0 tryboot'], { log, timeoutMs: 200 }).catch((e: unknown) => e);
+    expect((err as BootError).code).toBe('commandFailed');
+    expect(logs).toEqual([]);
+  });
+
   it('names the fix when a form it does not rewrite hits "Too many arguments"', async () => {
     const program = await systemctl('257');
     const err = await runRebootCommand([program, 'reboot', '0 tryboot', '--no-wall'], { log }).catch((e: unknown) => e);

@@ -13,6 +13,7 @@ import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { recorderUnit } from '../../src/simulator/image/reboot-recorder.js';
 
 export interface RootSpec {
   suite: string;
@@ -130,18 +131,10 @@ export interface BootResult {
   cleanup(): Promise<void>;
 }
 
-// Stopped during shutdown, before GUEST_OUT is unmounted (RequiresMountsFor orders it so): by then
-// every `systemctl reboot --reboot-argument=` has written the file systemd-shutdown passes to reboot(2).
-const rebootParamRecorder = `[Unit]
-Description=piota rig: record the reboot argument at shutdown
-RequiresMountsFor=${GUEST_OUT}
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/bin/true
-ExecStop=/bin/sh -c 'if [ -e /run/systemd/reboot-param ]; then cat /run/systemd/reboot-param > ${GUEST_OUT}/${REBOOT_PARAM_FILE}; fi'
-`;
+// The simulator's own recorder (src/simulator/image/reboot-recorder.ts), writing to GUEST_OUT: by
+// the time it stops, every `systemctl reboot --reboot-argument=` has written the file
+// systemd-shutdown passes to reboot(2).
+const rebootParamRecorder = recorderUnit(GUEST_OUT, REBOOT_PARAM_FILE);
 
 /** Boots `root` until it reboots or powers off (or the timeout), with `spec`'s units started. */
 export async function bootContainer(root: string, spec: BootSpec = {}): Promise<BootResult> {

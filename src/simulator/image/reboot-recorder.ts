@@ -11,17 +11,25 @@ export const RECORDER_UNIT = 'piota-sim-reboot-param.service';
 export const RECORDER_GUEST_DIR = '/run/piota-sim';
 export const RECORDED_FILE = 'reboot-param';
 
-export const recorderUnitText = `[Unit]
-Description=piota simulate --image: hands the reboot argument to the simulated firmware
-# Default dependencies: stopped by shutdown.target, after systemctl has written the argument.
-RequiresMountsFor=${RECORDER_GUEST_DIR}
+/**
+ * The unit that copies the reboot argument to `dir`/`file` when the system stops. Default
+ * dependencies: stopped by shutdown.target, after systemctl has written the argument; before `dir`
+ * is unmounted (RequiresMountsFor).
+ */
+export function recorderUnit(dir: string, file: string): string {
+  return `[Unit]
+Description=piota: hands the reboot argument to the simulated firmware
+RequiresMountsFor=${dir}
 
 [Service]
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=/bin/true
-ExecStop=/bin/sh -c 'if [ -e /run/systemd/reboot-param ]; then cat /run/systemd/reboot-param > ${RECORDER_GUEST_DIR}/${RECORDED_FILE}; fi'
+ExecStop=/bin/sh -c 'if [ -e /run/systemd/reboot-param ]; then cat /run/systemd/reboot-param > ${dir}/${file}; fi'
 `;
+}
+
+export const recorderUnitText = recorderUnit(RECORDER_GUEST_DIR, RECORDED_FILE);
 
 /** The firmware's reading of the argument: "0 tryboot" (or "tryboot") asks for a one-time trial. */
 export function asksForTryboot(argument: string | undefined): boolean {
