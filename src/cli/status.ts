@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig } from '../agent/config.js';
 import { isTerminal, reportedStatus, targetVersion, updateProgress } from '../agent/device-state.js';
+import { desiredFirmwareReport } from '../agent/desired-firmware.js';
 import { StateStore } from '../agent/state-store.js';
 import { runningVersion } from '../agent/inventory.js';
 import { applyTimeOf } from '../agent/apply-window.js';
@@ -21,7 +22,8 @@ Options:
   --json          one JSON object (shape in docs/status.md)
 
 With a maintenanceWindow in the config it shows the window, whether it is open
-and when it next opens; an update waiting for it shows when it will apply.`,
+and when it next opens; an update waiting for it shows when it will apply. A
+release set in the twin's desired properties shows what the device decided.`,
   async run(argv) {
     const { values } = parseCommandArgs(this, argv, { config: { type: 'string' }, json: { type: 'boolean' } });
     let config;
@@ -79,6 +81,7 @@ and when it next opens; an update waiting for it shows when it will apply.`,
       maintenanceWindow: window,
       update: u && !isTerminal(u.phase) ? describe : null,
       lastResult: u && isTerminal(u.phase) ? describe : null,
+      desiredFirmware: desiredFirmwareReport(state),
     };
     if (values.json) {
       process.stdout.write(JSON.stringify(report, null, 2) + '\n');
@@ -109,6 +112,10 @@ and when it next opens; an update waiting for it shows when it will apply.`,
     }
     if (d && report.lastResult) {
       lines.push(`last result:    ${d.status}${d.targetVersion ? ` ${d.targetVersion}` : ''}${d.error ? ` — ${d.error.code}: ${d.error.message}` : ''} (${d.updateId})`);
+    }
+    const f = report.desiredFirmware;
+    if (f) {
+      lines.push(`desired:        ${f.desiredId ?? '(an unusable id)'} ${f.decision}${f.updateId ? ` as update ${f.updateId}` : ''}${f.message ? ` — ${f.message}` : ''} (${f.at})`);
     }
     process.stdout.write(lines.join('\n') + '\n');
     return 0;

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serviceRegistry } from '../../src/service/hub-connection.js';
-import { World, waitFor } from './world.js';
+import { World, waitFor, type SimulatedPi } from './world.js';
 
 /**
  * The desired-property trigger end to end: the real daemon (a child process of `piota simulate`,
@@ -9,6 +9,8 @@ import { World, waitFor } from './world.js';
  */
 describe('a release in the desired properties', () => {
   let world: World;
+  /** The one Pi of both tests (the second goes on where the first ended). */
+  let pi: SimulatedPi;
   beforeAll(async () => {
     world = await World.create();
   }, 60_000);
@@ -25,7 +27,7 @@ describe('a release in the desired properties', () => {
     const { addDevice } = await import('../../src/hub-emulator/index.js');
     await addDevice(world.hubDir, 'pi-desired');
     await setDesired('pi-desired', { id: 'wave-1', fwPackageUri: release.url, version: '2.0.0' });
-    await world.pi('pi-desired');
+    pi = await world.pi('pi-desired');
     const reported = await waitFor('the desired release to be applied', async () => {
       const r = await world.reported('pi-desired').catch(() => undefined);
       return r?.iothubDM?.firmwareUpdate?.status === 'applyComplete' ? r : undefined;
@@ -38,6 +40,11 @@ describe('a release in the desired properties', () => {
     // update the twin ever showed is this one.
     const updateIds = new Set(world.reportedPatches('pi-desired').map((p) => p.patch.iothubDM?.firmwareUpdate?.updateId).filter(Boolean));
     expect([...updateIds]).toEqual([updateId]);
+    // The same decision on the device, for whoever looks there (docs/status.md).
+    const status = await pi.status();
+    expect(status.desiredFirmware).toEqual({ ...reported.piota.firmware, message: null });
+    expect(status.lastResult?.updateId).toBe(updateId);
+    expect(await pi.statusText()).toContain(`desired:        wave-1 accepted as update ${updateId} (`);
   }, 120_000);
 
   it('changed while connected: an invalid release is refused in the twin with the reason; a valid one with a new id is applied', async () => {
@@ -49,6 +56,8 @@ describe('a release in the desired properties', () => {
     expect(refused.decision).toBe('refused');
     expect(refused.updateId).toBeUndefined(); // null on the device: IoT Hub deletes a property set to null
     expect(refused.message).toContain('must be an https:// URL');
+    expect((await pi.status()).desiredFirmware).toMatchObject({ desiredId: 'wave-2', decision: 'refused', updateId: null, message: refused.message });
+    expect(await pi.statusText()).toContain(`desired:        wave-2 refused — ${refused.message}`);
     expect((await world.reported('pi-desired')).iothubDM.firmwareVersion).toBe('2.0.0');
 
     const release = await world.bundle('fw-3.0.0.piota', { version: '3.0.0', rootfsBytes: 64 * 1024, bootBytes: 16 * 1024 });

@@ -252,7 +252,7 @@ describe('the outcome checker', () => {
     const slots = { A: { boot: '/A-boot', rootfs: '/A-rootfs' }, B: { boot: '/B-boot', rootfs: '/B-rootfs' } };
     const status = (booted: 'A' | 'B', version: string, update: StatusUpdate | null): StatusJson => ({
       bootedSlot: booted, committedSlot: booted, trialBoot: booted === 'B', runningVersion: version,
-      slots: { A: null, B: null }, update: null, lastResult: update,
+      slots: { A: null, B: null }, update: null, lastResult: update, desiredFirmware: null,
     });
     const end: StatusUpdate = { updateId: 'u1', status: 'applyComplete', phase: 'applyComplete', targetSlot: 'B', targetVersion: '2.0.0', error: null };
     const fu = (s: string) => ({ iothubDM: { firmwareUpdate: { status: s, updateId: 'u1' }, firmwareVersion: s === 'applyComplete' ? '2.0.0' : '1.0.0' }, piota: { bootedSlot: s === 'applyComplete' ? 'B' : 'A' } });

@@ -35,6 +35,7 @@ export interface StatusJson {
   slots: Record<'A' | 'B', { version: string; sha256: string } | null>;
   update: StatusUpdate | null;
   lastResult: StatusUpdate | null;
+  desiredFirmware: { desiredId: string | null; updateId: string | null; decision: string; message: string | null; at: string } | null;
 }
 
 export interface StatusUpdate {
@@ -257,11 +258,16 @@ export class SimulatedPi {
   }
 
   /** `piota status --json` on this Pi's config (docs/status.md); works whether the daemon runs or not. */
-  status(): Promise<StatusJson> {
+  async status(): Promise<StatusJson> {
+    return JSON.parse(await this.statusText(['--json'])) as StatusJson;
+  }
+
+  /** `piota status` on this Pi's config: the text for a person (with `--json`, the JSON text). */
+  statusText(extra: string[] = []): Promise<string> {
     return new Promise((resolve, reject) => {
-      execFile(process.execPath, [piotaBin, 'status', '--config', join(this.dir, 'config.json'), '--json'], { encoding: 'utf8' }, (err, stdout, stderr) => {
-        if (err) reject(new Error(`piota status --json failed: ${stderr || err.message}`));
-        else resolve(JSON.parse(stdout) as StatusJson);
+      execFile(process.execPath, [piotaBin, 'status', '--config', join(this.dir, 'config.json'), ...extra], { encoding: 'utf8' }, (err, stdout, stderr) => {
+        if (err) reject(new Error(`piota status ${extra.join(' ')} failed: ${stderr || err.message}`));
+        else resolve(stdout);
       });
     });
   }
