@@ -1,10 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino from 'pino';
-import { createBundle } from '../../src/bundle/create.js';
 import { generateKeyPair } from '../../src/bundle/keys.js';
 import { verifyHeader, type VerifiedHeader } from '../../src/bundle/verifier.js';
 import { buildSlotIndexInBackground } from '../../src/adaptive/adaptive-download.js';
@@ -12,7 +10,8 @@ import { downloadAdaptively, type AdaptiveStepDeps } from '../../src/agent/adapt
 import type { UpdateRecord } from '../../src/agent/device-state.js';
 import type { SlotWriter } from '../../src/agent/ports.js';
 import { updateIn } from '../agent/fakes/ports.js';
-import { startTestFileServer, type TestFileServer } from '../helpers/https-file-server.js';
+import type { TestFileServer } from '../helpers/https-file-server.js';
+import { serveRelease2, type ServedRelease } from './served-release.js';
 import { syntheticPair } from './synthetic.js';
 
 const pair = syntheticPair();
@@ -21,22 +20,16 @@ const quiet = pino({ level: 'silent' });
 let dir: string;
 let server: TestFileServer;
 let header: VerifiedHeader;
+let served: ServedRelease;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'piota-adaptive-step-'));
-  server = await startTestFileServer();
-  await writeFile(join(dir, 'r2.img'), pair.release2);
-  await createBundle({
-    out: join(dir, 'r2.piota'), version: '2', compatible: ['pi'], formatVersion: 2, chunkSize: 64 * 1024,
-    payloads: [{ name: 'rootfs', file: join(dir, 'r2.img') }], signingKeys: [keys.privateKeyPem],
-  });
-  server.add('r2.piota', join(dir, 'r2.piota'));
+  served = await serveRelease2('piota-adaptive-step-', pair, keys.privateKeyPem);
+  ({ dir, server } = served);
   header = await verifyHeader(createReadStream(join(dir, 'r2.piota')), { trustedKeys: [keys.publicKeyPem] });
   await header.rest.return();
 });
 afterAll(async () => {
-  await server.close();
-  await rm(dir, { recursive: true, force: true });
+  await served?.close();
 });
 
 async function device(name: string) {

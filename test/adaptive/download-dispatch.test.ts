@@ -1,9 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createBundle } from '../../src/bundle/create.js';
 import { readBundleFileHeader } from '../../src/bundle/inspect.js';
 import { generateKeyPair } from '../../src/bundle/keys.js';
 import { buildSlotIndexInBackground } from '../../src/adaptive/adaptive-download.js';
@@ -12,7 +10,8 @@ import type { UpdateRecord } from '../../src/agent/device-state.js';
 import { openDownload } from '../../src/download/https-source.js';
 import { openPartitionForWrite, partitionSize } from '../../src/slots/index.js';
 import { silentLogger, updateIn } from '../agent/fakes/ports.js';
-import { startTestFileServer, type TestFileServer } from '../helpers/https-file-server.js';
+import type { TestFileServer } from '../helpers/https-file-server.js';
+import { serveRelease2, type ServedRelease } from './served-release.js';
 import { syntheticPair } from './synthetic.js';
 
 /*
@@ -27,23 +26,17 @@ let dir: string;
 let server: TestFileServer;
 let fileSha256: string;
 let fileSize: number;
+let served: ServedRelease;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'piota-dispatch-'));
-  server = await startTestFileServer();
-  await writeFile(join(dir, 'r2.img'), pair.release2);
-  await createBundle({
-    out: join(dir, 'r2.piota'), version: '2', compatible: ['pi'], formatVersion: 2, chunkSize: 64 * 1024,
-    payloads: [{ name: 'rootfs', file: join(dir, 'r2.img') }], signingKeys: [keys.privateKeyPem],
-  });
-  server.add('r2.piota', join(dir, 'r2.piota'));
+  served = await serveRelease2('piota-dispatch-', pair, keys.privateKeyPem);
+  ({ dir, server } = served);
   const file = await readFile(join(dir, 'r2.piota'));
   fileSha256 = createHash('sha256').update(file).digest('hex');
   fileSize = file.length;
 });
 afterAll(async () => {
-  await server.close();
-  await rm(dir, { recursive: true, force: true });
+  await served?.close();
 });
 
 async function device(name: string, index: boolean) {
