@@ -116,7 +116,7 @@ export class HubLink extends EventEmitter<{ twinRead: []; desired: [desired: Rec
     );
     if (result === 'timeout') {
       this.options.logger.warn('the hub did not acknowledge a reported-properties patch in time; rebuilding the link');
-      if (generation === this.generation) this.reconnectSoon();
+      if (generation === this.generation) this.reconnectSoon(this.backoff());
       return false;
     }
     return result;
@@ -140,15 +140,14 @@ export class HubLink extends EventEmitter<{ twinRead: []; desired: [desired: Rec
         // A feature the daemon lives by (firmwareUpdate, desired updates) is off on this connection:
         // rebuild it, as after a drop, rather than stay connected and deaf.
         if (generation !== this.generation || this.stopped) return;
-        const delay = this.backoff(this.lostFeatures++);
+        const delay = this.delayFor(this.lostFeatures++);
         this.options.logger.warn({ err: err.message, retryInMs: delay }, 'the hub link lost direct methods or desired updates; rebuilding it');
-        this.twin = null;
-        this.schedule(delay);
+        this.reconnectSoon(delay);
       });
       client.onDisconnect(() => {
         if (generation !== this.generation || this.stopped) return;
         this.options.logger.warn('disconnected from the hub; reconnecting');
-        this.reconnectSoon();
+        this.reconnectSoon(this.backoff());
       });
       for (const [name, handler] of Object.entries(this.methods)) {
         client.onMethod(name, (payload, respond) => void this.answer(name, handler, payload, respond));
@@ -176,7 +175,7 @@ export class HubLink extends EventEmitter<{ twinRead: []; desired: [desired: Rec
       this.connecting = false;
       if (this.rebuildAfterConnect) {
         this.rebuildAfterConnect = false;
-        this.reconnectSoon();
+        this.reconnectSoon(this.backoff());
       }
     }
   }
@@ -196,9 +195,10 @@ export class HubLink extends EventEmitter<{ twinRead: []; desired: [desired: Rec
     }
   }
 
-  private reconnectSoon(): void {
+  /** Drops the link now and connects again after `delayMs`. */
+  private reconnectSoon(delayMs: number): void {
     this.twin = null;
-    this.schedule(this.backoff());
+    this.schedule(delayMs);
   }
 
   private schedule(delayMs: number): void {
@@ -209,10 +209,15 @@ export class HubLink extends EventEmitter<{ twinRead: []; desired: [desired: Rec
     }, delayMs);
   }
 
-  /** The next retry's delay (jittered, doubling up to maxBackoffMs); counts an attempt unless `nth` is given. */
-  private backoff(nth = this.attempt++): number {
+  /** The next retry's delay; counts the attempt. */
+  private backoff(): number {
+    return this.delayFor(this.attempt++);
+  }
+
+  /** The delay before retry number `n` (from 0): 1 s doubling up to maxBackoffMs, jittered down to half. */
+  private delayFor(n: number): number {
     const max = this.options.maxBackoffMs ?? 60_000;
-    const base = Math.min(max, 1000 * 2 ** Math.min(nth, 16));
+    const base = Math.min(max, 1000 * 2 ** Math.min(n, 16));
     return Math.round(base / 2 + Math.random() * (base / 2));
   }
 

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { systemShuttingDown } from '../os/system-shutdown.js';
+import { outsideSignal, systemShuttingDown } from '../os/system-shutdown.js';
 import { BootError } from './backend.js';
 import { currentRebootArgv, rejectsPositionalArgument, rejectsRebootArgumentOption, REBOOT_ARGUMENT_OPTION } from './systemctl-reboot-argv.js';
 
@@ -55,8 +55,7 @@ interface Outcome {
 function run(argv: readonly string[], timeoutMs: number): Promise<Outcome> {
   return new Promise((resolve) => {
     execFile(argv[0], argv.slice(1), { timeout: timeoutMs }, (err, _stdout, stderr) => {
-      const signal = err?.signal && !err.killed ? err.signal : null;
-      resolve({ failed: err !== null, signal, stderr: String(stderr), message: err?.message ?? '' });
+      resolve({ failed: err !== null, signal: outsideSignal(err), stderr: String(stderr), message: err?.message ?? '' });
     });
   });
 }

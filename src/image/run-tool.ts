@@ -22,7 +22,8 @@ export interface RunResult {
 }
 
 /** Tools running now, so that a signal can stop them before their loop devices are detached. */
-const running = new Map<ReturnType<typeof spawn>, { finishOnSignal: boolean }>();
+/** Each with whether it is let finish under a signal (`finishOnSignal`). */
+const running = new Map<ReturnType<typeof spawn>, boolean>();
 
 /**
  * Stops every tool still running (SIGTERM), lets those marked `finishOnSignal` finish, and
@@ -31,11 +32,10 @@ const running = new Map<ReturnType<typeof spawn>, { finishOnSignal: boolean }>()
 export async function stopRunningTools(): Promise<void> {
   await Promise.all(
     [...running].map(
-      ([child, how]) =>
+      ([child, finishOnSignal]) =>
         new Promise<void>((resolve) => {
-          if (child.exitCode !== null || child.signalCode !== null) return resolve();
           child.once('close', () => resolve());
-          if (!how.finishOnSignal) child.kill('SIGTERM');
+          if (!finishOnSignal) child.kill('SIGTERM');
         }),
     ),
   );
@@ -48,7 +48,7 @@ export async function stopRunningTools(): Promise<void> {
 export function runTool(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env });
-    running.set(child, { finishOnSignal: options.finishOnSignal ?? false });
+    running.set(child, options.finishOnSignal ?? false);
     const out: Buffer[] = [];
     let err = '';
     child.stdout.on('data', (c: Buffer) => out.push(c));

@@ -1,4 +1,12 @@
-import { execFile } from 'node:child_process';
+import { execFile, type ExecFileException } from 'node:child_process';
+
+/**
+ * The signal that ended a command, when it came from outside this process (not `execFile`'s own
+ * timeout): under systemd, the stop of this service, which signals every process of its cgroup.
+ */
+export function outsideSignal(err: ExecFileException | null): string | null {
+  return err?.signal && !err.killed ? err.signal : null;
+}
 
 /**
  * Whether the system is shutting down (a reboot or power-off is under way), as systemd says it:
@@ -12,7 +20,7 @@ export function systemShuttingDown(timeoutMs = 10_000): Promise<boolean> {
   return new Promise((resolve) => {
     execFile('systemctl', ['is-system-running'], { timeout: timeoutMs }, (err, stdout) => {
       // Exits non-zero for every state but running; the state is on stdout either way.
-      if (err && err.signal && !err.killed) return resolve(true);
+      if (outsideSignal(err) !== null) return resolve(true);
       resolve(String(stdout ?? '').trim() === 'stopping');
     });
   });
