@@ -11,7 +11,7 @@ import type { ProxySetting } from '../download/proxy.js';
  * connection attempt and its drops; HubLink builds a new one for each retry.
  */
 export interface HubClient {
-  /** Registers a direct-method handler; `respond` sends the answer. Call before open(). */
+  /** Registers a direct-method handler; `respond` sends the answer. Call before open(): open() enables it once connected. */
   onMethod(name: string, call: (payload: unknown, respond: (status: number, payload: unknown) => Promise<void>) => void): void;
   /** The connection dropped after open() succeeded. */
   onDisconnect(listener: () => void): void;
@@ -73,8 +73,9 @@ export function sdkClientFactory(settings: SdkClientSettings): HubClientFactory 
     const options = { ...(settings.ca ? { ca: settings.ca } : {}), ...(webSocketAgent ? { mqtt: { webSocketAgent } } : {}) };
     let configured: Promise<unknown> | undefined;
     const errorListeners: ((err: Error) => void)[] = [];
+    const methods = new Map<string, Parameters<HubClient['onMethod']>[1]>();
     return {
-      onMethod: (name, call) => sdk.onDeviceMethod(name, (request, response) => call(request.payload, (status, payload) => response.send(status, payload))),
+      onMethod: (name, call) => void methods.set(name, call),
       onDisconnect: (listener) => void sdk.on('disconnect', listener),
       onError: (listener) => {
         errorListeners.push(listener);
@@ -83,6 +84,13 @@ export function sdkClientFactory(settings: SdkClientSettings): HubClientFactory 
       open: async () => {
         if (Object.keys(options).length > 0) await (configured ??= sdk.setOptions(options));
         await sdk.open();
+        // Only now: the SDK enables a method as soon as its handler is registered, and on a client
+        // not yet open it connects by itself, before the options above (the CA, the WebSocket agent)
+        // are set, so that connection fails and the SDK reports it as an 'error', which HubLink
+        // takes for a lost feature.
+        for (const [name, call] of methods) {
+          sdk.onDeviceMethod(name, (request, response) => call(request.payload, (status, payload) => response.send(status, payload)));
+        }
       },
       getTwin: async () => {
         const twin = await sdk.getTwin();

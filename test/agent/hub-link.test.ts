@@ -351,6 +351,28 @@ describe('HubLink with the device SDK against the emulator', () => {
     }
   }, 30_000);
 
+  it.each(['mqtt', 'mqtt-ws'] as const)('over %s with a private CA, one connection stays up: no feature reported lost, no rebuild, methods answered', async (transport) => {
+    const id = `link-steady-${transport}`;
+    let cs = await addDevice(suite.dir, id);
+    if (transport === 'mqtt-ws') cs = cs.replace(`:${suite.hub.info.mqttPort};`, `:${suite.hub.info.httpsPort};`);
+    const warnings: string[] = [];
+    const seen = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line).msg) });
+    let reads = 0;
+    const link = new HubLink({ connectionString: cs, ca: suite.ca, transport, proxy: null, logger: seen, waitForPlausibleClock: async () => undefined });
+    links.push(link);
+    link.handleMethods({ firmwareUpdate: async () => ({ status: 200, payload: { ok: true } }) });
+    link.on('twinRead', () => reads++);
+    link.start();
+    await eventually(() => reads === 1, 10_000, 'the twin read');
+    // A rebuild for a feature reported lost comes 0.5 to 1 s after the report.
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(warnings).toEqual([]);
+    expect(reads).toBe(1);
+    const { result } = await serviceClient(suite.hub.info).invokeDeviceMethod(id, { methodName: 'firmwareUpdate', payload: {}, responseTimeoutInSeconds: 10, connectTimeoutInSeconds: 0 });
+    expect(result).toEqual({ status: 200, payload: { ok: true } });
+    await link.stop();
+  }, 30_000);
+
   it("the SDK's twin: 'desired' carries the whole desired document on connect and the merged one after a service patch", async () => {
     const cs = await addDevice(suite.dir, 'link-desired');
     const registry = serviceRegistry(suite.hub.info);
