@@ -67,16 +67,15 @@ async function settle(argv: readonly string[], outcome: Outcome, log: RebootLog)
     log('the reboot command was ended by the shutdown it started; taken as accepted', { command: argv, signal: outcome.signal, stderr: outcome.stderr.trim() });
     return;
   }
-  check(argv, outcome);
+  throw failure(argv, outcome);
 }
 
-/** Throws the error a person can act on when the command failed. */
-function check(argv: readonly string[], outcome: Outcome): void {
-  if (!outcome.failed) return;
+/** The error a person can act on, for a command that failed. */
+function failure(argv: readonly string[], outcome: Outcome): BootError {
   const shown = argv.map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(' ');
   const detail = outcome.stderr.trim().split('\n').pop() || outcome.message;
   const hint = rejectsPositionalArgument(argv, outcome.stderr)
     ? ` (systemd 253 and later take the reboot argument only as ${REBOOT_ARGUMENT_OPTION}=..., e.g. systemctl reboot "${REBOOT_ARGUMENT_OPTION}=0 tryboot")`
     : '';
-  throw new BootError('commandFailed', `reboot command '${shown}' failed: ${detail}${hint}`);
+  return new BootError('commandFailed', `reboot command '${shown}' failed: ${detail}${hint}`);
 }

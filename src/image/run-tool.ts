@@ -21,8 +21,10 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Tools running now, so that a signal can stop them before their loop devices are detached. */
-/** Each with whether it is let finish under a signal (`finishOnSignal`). */
+/**
+ * Tools running now, so that a signal can stop them before their loop devices are detached; each
+ * with whether it is let finish instead (`finishOnSignal`).
+ */
 const running = new Map<ReturnType<typeof spawn>, boolean>();
 
 /**

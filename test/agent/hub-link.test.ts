@@ -323,12 +323,13 @@ describe('HubLink with the device SDK against the emulator', () => {
   afterAll(async () => {
     await Promise.all(links.splice(0).map((l) => l.stop()));
   });
+  /** Over WebSockets the emulator is reached on its HTTPS port, as IoT Hub on 443. */
+  const overWebSockets = (cs: string) => cs.replace(`:${suite.hub.info.mqttPort};`, `:${suite.hub.info.httpsPort};`);
 
   it('connects over MQTT over WebSockets through an HTTP CONNECT proxy: twin, reported properties, a direct method', async () => {
     const proxy = await startConnectProxy();
     try {
-      // Over WebSockets the emulator is reached on its HTTPS port, as IoT Hub on 443.
-      const cs = (await addDevice(suite.dir, 'link-ws')).replace(`:${suite.hub.info.mqttPort};`, `:${suite.hub.info.httpsPort};`);
+      const cs = overWebSockets(await addDevice(suite.dir, 'link-ws'));
       let reads = 0;
       const link = new HubLink({ connectionString: cs, ca: suite.ca, transport: 'mqtt-ws', proxy: proxy.url, logger, waitForPlausibleClock: async () => undefined });
       links.push(link);
@@ -353,8 +354,8 @@ describe('HubLink with the device SDK against the emulator', () => {
 
   it.each(['mqtt', 'mqtt-ws'] as const)('over %s with a private CA, one connection stays up: no feature reported lost, no rebuild, methods answered', async (transport) => {
     const id = `link-steady-${transport}`;
-    let cs = await addDevice(suite.dir, id);
-    if (transport === 'mqtt-ws') cs = cs.replace(`:${suite.hub.info.mqttPort};`, `:${suite.hub.info.httpsPort};`);
+    const added = await addDevice(suite.dir, id);
+    const cs = transport === 'mqtt-ws' ? overWebSockets(added) : added;
     const warnings: string[] = [];
     const seen = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line).msg) });
     let reads = 0;

@@ -48,10 +48,12 @@ TimeoutStopSec=20
 `;
 
 /**
- * The warnings, less the note that systemctl was stopped by the shutdown it started: whether the
- * stop reaches systemctl before it exits is a race (src/boot/reboot-command.ts takes it as accepted).
+ * The note that systemctl was stopped by the shutdown it started: whether the stop reaches
+ * systemctl before it exits is a race (src/boot/reboot-command.ts takes it as accepted).
  */
-const warnings = (run: Run) => run.result.logs.filter((l) => !l.msg.startsWith('the reboot command was ended by the shutdown it started'));
+const isRaceNote = (l: { msg: string }) => l.msg.startsWith('the reboot command was ended by the shutdown it started');
+/** The warnings, less the race note. */
+const warnings = (run: Run) => run.result.logs.filter((l) => !isRaceNote(l));
 
 interface Run {
   boot: BootResult;
@@ -75,7 +77,7 @@ async function rebootInContainer(root: string, code: string, argv: string[], che
     const file = (name: string) => readFile(join(boot.out, name), 'utf8');
     const result = JSON.parse(await file('result.json').catch(() => 'null'));
     if (!result) throw new Error(`the test unit wrote no result (nspawn exit ${boot.exitCode}, timed out: ${boot.timedOut}):\n${boot.console.slice(-4000)}`);
-    const raced = result.logs.some((l: { msg: string }) => l.msg.startsWith('the reboot command was ended by the shutdown it started'));
+    const raced = (result.logs as { msg: string }[]).some(isRaceNote);
     console.log(`booted and rebooted trixie in ${boot.ms} ms${raced ? '; systemctl was stopped by the shutdown it started (taken as accepted)' : ''}`);
     return { boot, result, file };
   } finally {
